@@ -1,0 +1,30 @@
+# Two commands do everything: `make train` (set-up, a demo model, generated text) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The shared test corpora beside the project serve as the Gutenberg mirror when they are there
+# (this machine has no internet); anywhere else the books come from gutenberg.org.
+CORPORA_DIR ?= ../shared/corpora
+GUTENBERG_MIRROR ?= $(if $(wildcard $(CORPORA_DIR)/gutenberg/cache/epub),$(abspath $(CORPORA_DIR)/gutenberg),https://www.gutenberg.org)
+DEMO_EXPORT ?= exports/demo
+
+.PHONY: install train test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements-lock.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements-lock.txt -e ".[test]"
+	touch $@
+
+# About ten minutes on 2 CPU cores: a small model on the default six novels, then 600 generated characters.
+train: install
+	$(BIN)/python train.py --flagfile=demo.flags --gutenberg_mirror=$(GUTENBERG_MIRROR) --export_dir=$(DEMO_EXPORT)
+	$(BIN)/python generate.py --export_dir=$(DEMO_EXPORT) --seed_text="It was " --length=600 --temperature=0.7 --seed=1
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) exports .pytest_cache

@@ -1,0 +1,113 @@
+"""Command-line plumbing shared by the entry scripts: Config fields as absl flags, clean error exits."""
+
+import os
+import sys
+import tempfile
+import traceback
+
+from absl import app, flags
+
+import config as config_lib
+from errors import UserError
+
+FLAGS = flags.FLAGS
+# Flags defined through this module belong to the entry script that asked for them, so its --help lists them.
+flags.disclaim_key_flags()
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its C++ start-up chatter ("Could not find cuda drivers...") kept off stderr.
+
+    The chatter is shown after all if the import fails, and always with CHARBOOK_DEBUG=1.
+    """
+    if os.environ.get("CHARBOOK_DEBUG", "") not in ("", "0"):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    with tempfile.TemporaryFile() as chatter:
+        os.dup2(chatter.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # initializes CUDA, which has its own chatter
+        except BaseException:
+            os.dup2(saved_stderr, 2)
+            chatter.seek(0)
+            sys.stderr.write(chatter.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
+
+
+_import_tensorflow_quietly()
+
+# Flag defaults that users may set from the environment, as the help texts say.
+_ENVIRONMENT_DEFAULTS = {"gutenberg_mirror": "GUTENBERG_MIRROR", "cache_dir": "CHARBOOK_CACHE_DIR"}
+
+
+def define_config_flags(*groups: str) -> None:
+    """Defines one flag per Config field in `groups`, named like the field, with its default and help."""
+    flags.DEFINE_bool("debug", False, "Show full tracebacks (also on with CHARBOOK_DEBUG=1); for bug reports.")
+    for f in config_lib.fields_in_groups(*groups):
+        default = os.environ.get(_ENVIRONMENT_DEFAULTS.get(f.name, ""), f.default)
+        help_text = f.metadata["help"]
+        if f.type is bool:
+            flags.DEFINE_bool(f.name, default, help_text)
+        elif f.type is int:
+            flags.DEFINE_integer(f.name, default, help_text)
+        elif f.type is float:
+            flags.DEFINE_float(f.name, default, help_text)
+        elif f.type is str:
+            flags.DEFINE_string(f.name, default, help_text)
+        else:  # tuple[int, ...]: a comma-separated list, parsed in config_from_flags
+            flags.DEFINE_list(f.name, [str(v) for v in default], help_text)
+
+
+def config_from_flags(*groups: str, base: config_lib.Config | None = None) -> config_lib.Config:
+    """The Config that the flags of `groups` describe, on top of `base` (e.g. a loaded export's config)."""
+    values = config_lib.Config().to_json_dict() if base is None else base.to_json_dict()
+    for f in config_lib.fields_in_groups(*groups):
+        value = FLAGS[f.name].value
+        if f.type not in (bool, int, float, str):
+            value = _parse_ids(f.name, value)
+        values[f.name] = value
+    return config_lib.Config.from_json_dict(values)
+
+
+def _parse_ids(name: str, items: list[str]) -> list[int]:
+    try:
+        return [int(item) for item in items if item.strip()]
+    except ValueError:
+        raise UserError(f"--{name} must be comma-separated whole numbers such as 1342,84,2701; got {','.join(items)!r}")
+
+
+def run(main) -> None:
+    """absl's app.run(main), but a UserError ends in one message on stderr and exit status 2."""
+
+    def main_with_clean_errors(argv):
+        try:
+            return main(argv)
+        except UserError as error:
+            if _debug():
+                traceback.print_exc()
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+
+    app.run(main_with_clean_errors, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error}\nRun with --helpfull to see every setting.", file=sys.stderr)
+        sys.exit(2)
+
+
+def _debug() -> bool:
+    return FLAGS.debug or os.environ.get("CHARBOOK_DEBUG", "") not in ("", "0")

@@ -1,0 +1,146 @@
+"""The export directory, the one place that knows its layout: write it atomically, read it back, check it.
+
+    <export_dir>/config.json       format version, every Config setting, steps_completed, vocab_size,
+                                   and the size and SHA-256 of the weights file
+    <export_dir>/vocab.json        the characters, in id order (pipeline/vocab.py)
+    <export_dir>/model.weights.h5  Keras weights of models/char_lstm.build_model (no pickle anywhere)
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import keras
+
+from config import Config
+from errors import UserError
+from models.char_lstm import build_model
+from pipeline.vocab import Vocabulary
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"
+WEIGHTS_FILE = "model.weights.h5"
+
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+    directory: pathlib.Path
+    config: Config
+    vocabulary: Vocabulary
+    steps_completed: int
+
+
+def write_export(
+    directory: str | os.PathLike, *, model: keras.Model, config: Config, vocabulary: Vocabulary, steps_completed: int
+) -> pathlib.Path:
+    """Writes a complete export into a temporary directory beside `directory`, then swaps it in.
+
+    A crash at any moment leaves either the previous export or the new one, whole.
+    """
+    directory = pathlib.Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _recover_interrupted_swap(directory)
+    staging = pathlib.Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.partial-"))
+    try:
+        model.save_weights(staging / WEIGHTS_FILE)
+        weights_bytes = (staging / WEIGHTS_FILE).read_bytes()
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "steps_completed": steps_completed,
+            "vocab_size": vocabulary.size,
+            "weights": {"file": WEIGHTS_FILE, "bytes": len(weights_bytes), "sha256": hashlib.sha256(weights_bytes).hexdigest()},
+            "config": config.to_json_dict(),
+        }
+        (staging / VOCAB_FILE).write_text(vocabulary.to_json(), encoding="utf-8")
+        (staging / CONFIG_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        for path in staging.iterdir():
+            _fsync(path)
+        _fsync(staging)
+        previous = _previous_copy(directory)
+        if directory.exists():
+            os.rename(directory, previous)
+        os.rename(staging, directory)
+        _fsync(directory.parent)
+        shutil.rmtree(previous, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_export(directory: str | os.PathLike) -> Export:
+    """Reads and checks an export's config and vocabulary; see load_model for the weights."""
+    directory = pathlib.Path(directory)
+    _recover_interrupted_swap(directory)
+    if not directory.is_dir():
+        raise UserError(f"no export at {directory}: train one with train.py --export_dir={directory}, or fix --export_dir")
+    for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE):
+        if not (directory / name).is_file():
+            raise UserError(f"the export at {directory} is incomplete: {name} is missing; export the model again")
+    try:
+        manifest = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+        version = manifest["format_version"]
+        config = Config.from_json_dict(manifest["config"])
+        steps_completed = int(manifest["steps_completed"])
+        vocab_size = int(manifest["vocab_size"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{directory / CONFIG_FILE} is damaged ({error}); export the model again") from None
+    if version > FORMAT_VERSION:
+        raise UserError(f"the export at {directory} has format version {version}, newer than this tool's {FORMAT_VERSION}; upgrade charbook")
+    vocabulary = Vocabulary.from_json((directory / VOCAB_FILE).read_text(encoding="utf-8"))
+    if vocabulary.size != vocab_size:
+        raise UserError(
+            f"the export at {directory} does not hang together: {VOCAB_FILE} has {vocabulary.size} ids but the "
+            f"weights were trained for {vocab_size}; export the model again"
+        )
+    _check_weights_file(directory, manifest.get("weights", {}))
+    return Export(directory=directory, config=config, vocabulary=vocabulary, steps_completed=steps_completed)
+
+
+def load_model(export: Export, *, batch_size: int | None = None, stateful: bool = False) -> keras.Model:
+    """build_model for the export's config and vocabulary, with the exported weights loaded."""
+    model = build_model(export.config, export.vocabulary.size, batch_size=batch_size, stateful=stateful)
+    try:
+        model.load_weights(export.directory / WEIGHTS_FILE)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(
+            f"cannot load {export.directory / WEIGHTS_FILE}: it does not match the exported config or is damaged ({error}); "
+            "export the model again"
+        ) from None
+    return model
+
+
+def _check_weights_file(directory: pathlib.Path, expected: dict) -> None:
+    """A truncated or altered weights file is caught here, before Keras reads half of it."""
+    data = (directory / WEIGHTS_FILE).read_bytes()
+    if "bytes" in expected and len(data) != expected["bytes"]:
+        raise UserError(
+            f"{directory / WEIGHTS_FILE} is truncated or damaged: {len(data):,} bytes, expected {expected['bytes']:,}; "
+            "export the model again"
+        )
+    if "sha256" in expected and hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise UserError(f"{directory / WEIGHTS_FILE} is damaged: its checksum does not match; export the model again")
+
+
+def _previous_copy(directory: pathlib.Path) -> pathlib.Path:
+    return directory.with_name(f".{directory.name}.previous")
+
+
+def _recover_interrupted_swap(directory: pathlib.Path) -> None:
+    """A crash between write_export's two renames leaves only the previous copy: put it back."""
+    previous = _previous_copy(directory)
+    if previous.is_dir() and not directory.exists():
+        os.rename(previous, directory)
+
+
+def _fsync(path: pathlib.Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

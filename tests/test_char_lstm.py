@@ -1,0 +1,43 @@
+import numpy as np
+
+from config import Config
+from models.char_lstm import build_model, reset_states
+
+CONFIG = Config(embedding_dim=8, rnn_units=16)
+VOCAB_SIZE = 11
+
+
+def test_training_model_gives_logits_for_every_position():
+    model = build_model(CONFIG, VOCAB_SIZE)
+    logits = model(np.zeros([4, 7], np.int32))
+    assert logits.shape == (4, 7, VOCAB_SIZE)
+    assert model.count_params() == (
+        VOCAB_SIZE * 8  # embedding
+        + 4 * 16 * (8 + 16 + 1)  # lstm_1: input, recurrent and bias weights of four gates
+        + 4 * 16 * (16 + 16 + 1)  # lstm_2
+        + (16 + 1) * VOCAB_SIZE  # logits
+    )
+
+
+def test_stateful_model_continues_where_the_last_call_stopped():
+    trained = build_model(CONFIG, VOCAB_SIZE)
+    stateful = build_model(CONFIG, VOCAB_SIZE, batch_size=1, stateful=True)
+    stateful.set_weights(trained.get_weights())
+    prefix = np.array([[3, 1, 4, 1, 5, 9, 2, 6]], np.int32)
+
+    whole_prefix = trained(prefix).numpy()[0, -1]
+    reset_states(stateful)
+    for position in range(prefix.shape[1]):
+        one_step = stateful(prefix[:, position : position + 1]).numpy()[0, -1]
+
+    np.testing.assert_allclose(one_step, whole_prefix, atol=1e-5)
+
+
+def test_reset_states_starts_a_new_text():
+    stateful = build_model(CONFIG, VOCAB_SIZE, batch_size=1, stateful=True)
+    first = stateful(np.array([[2]], np.int32)).numpy()
+    carried_on = stateful(np.array([[2]], np.int32)).numpy()
+    reset_states(stateful)
+    fresh = stateful(np.array([[2]], np.int32)).numpy()
+    assert not np.allclose(first, carried_on)
+    np.testing.assert_allclose(fresh, first, atol=1e-6)

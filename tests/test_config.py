@@ -1,0 +1,31 @@
+import pytest
+
+from config import Config
+from errors import UserError
+
+
+def test_config_round_trips_through_json():
+    cfg = Config(books=(1342, 84), seq_len=64, seed_text="It was “the” ")
+    assert Config.from_json_dict(cfg.to_json_dict()) == cfg
+
+
+def test_settings_unknown_to_this_version_are_ignored():
+    assert Config.from_json_dict({"rnn_units": 32, "setting_from_the_future": 1}) == Config(rnn_units=32)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"seq_len": 0}, "--seq_len=0 must be between 1"),
+        ({"batch_size": -5}, "--batch_size=-5 must be between 1"),
+        ({"rnn_units": 10_000_000}, "--rnn_units=10000000 must be between"),
+        ({"corpus": "library"}, "--corpus='library' is not one of gutenberg, files"),
+        ({"corpus": "files"}, "--corpus=files needs --files"),
+        ({"books": (84, -1)}, "--books ids must be positive"),
+        ({"validation_fraction": 1.0}, "--validation_fraction=1.0 must be at least 0 and below 1"),
+        ({"temperature": -1.0}, "--temperature=-1.0 must be 0"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_flag_named(settings, message):
+    with pytest.raises(UserError, match=message):
+        Config(**settings)

@@ -1,0 +1,93 @@
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+import export
+from config import Config
+from errors import UserError
+from models.char_lstm import build_model
+from pipeline.vocab import build_vocabulary
+
+CONFIG = Config(embedding_dim=4, rnn_units=8, seq_len=20, books=(84, 11))
+VOCABULARY = build_vocabulary(["the quick brown fox\n"])
+
+
+def write(directory, *, steps=7, config=CONFIG):
+    model = build_model(config, VOCABULARY.size)
+    export.write_export(directory, model=model, config=config, vocabulary=VOCABULARY, steps_completed=steps)
+    return model
+
+
+def test_export_holds_everything_generation_needs(tmp_path):
+    model = write(tmp_path / "export")
+
+    loaded = export.load_export(tmp_path / "export")
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["config.json", "model.weights.h5", "vocab.json"]
+    assert loaded.config == CONFIG
+    assert loaded.steps_completed == 7
+    assert loaded.vocabulary.chars == VOCABULARY.chars
+    stateful = export.load_model(loaded, batch_size=1, stateful=True)
+    for saved, restored in zip(model.get_weights(), stateful.get_weights()):
+        np.testing.assert_array_equal(saved, restored)
+
+
+def test_config_json_is_readable_and_complete(tmp_path):
+    write(tmp_path / "export")
+    manifest = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert manifest["steps_completed"] == 7
+    assert manifest["vocab_size"] == VOCABULARY.size
+    assert manifest["config"]["rnn_units"] == 8 and manifest["config"]["books"] == [84, 11]
+    assert set(manifest["config"]) == {f.name for f in dataclasses.fields(Config)}
+
+
+def test_new_export_replaces_the_old_one_whole(tmp_path):
+    write(tmp_path / "export", steps=1)
+    write(tmp_path / "export", steps=2)
+    assert export.load_export(tmp_path / "export").steps_completed == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no staging or previous copies left
+
+
+def test_crash_between_the_swap_renames_keeps_the_previous_export(tmp_path):
+    write(tmp_path / "export", steps=1)
+    os.rename(tmp_path / "export", tmp_path / ".export.previous")  # what a kill -9 mid-swap leaves
+    assert export.load_export(tmp_path / "export").steps_completed == 1
+
+
+def test_missing_export_says_how_to_make_one(tmp_path):
+    with pytest.raises(UserError, match="no export at .*train one with train.py"):
+        export.load_export(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("name", ["config.json", "vocab.json", "model.weights.h5"])
+def test_export_missing_a_file_names_it(tmp_path, name):
+    write(tmp_path / "export")
+    (tmp_path / "export" / name).unlink()
+    with pytest.raises(UserError, match=f"incomplete: {name} is missing"):
+        export.load_export(tmp_path / "export")
+
+
+def test_truncated_weights_are_caught(tmp_path):
+    write(tmp_path / "export")
+    weights = tmp_path / "export" / "model.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(UserError, match="truncated or damaged"):
+        export.load_export(tmp_path / "export")
+
+
+def test_vocabulary_that_does_not_match_the_weights_is_caught(tmp_path):
+    write(tmp_path / "export")
+    (tmp_path / "export" / "vocab.json").write_text(build_vocabulary(["abc"]).to_json())
+    with pytest.raises(UserError, match="does not hang together"):
+        export.load_export(tmp_path / "export")
+
+
+def test_export_from_a_newer_version_asks_for_an_upgrade(tmp_path):
+    write(tmp_path / "export")
+    path = tmp_path / "export" / "config.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps(manifest | {"format_version": export.FORMAT_VERSION + 1}))
+    with pytest.raises(UserError, match="newer than this tool"):
+        export.load_export(tmp_path / "export")

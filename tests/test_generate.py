@@ -1,0 +1,53 @@
+"""generate.py from the command line, on an export written with untrained weights (no training needed)."""
+
+import subprocess
+import sys
+
+import pytest
+
+import export
+from config import Config
+from conftest import PROJECT_ROOT
+from models.char_lstm import build_model
+from pipeline.vocab import build_vocabulary
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("generate") / "export"
+    config = Config(embedding_dim=4, rnn_units=8)
+    vocabulary = build_vocabulary(["The cat sat on the mat.\n"])
+    model = build_model(config, vocabulary.size)
+    export.write_export(directory, model=model, config=config, vocabulary=vocabulary, steps_completed=0)
+    return directory
+
+
+def run_generate(*flags):
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "generate.py"), *flags], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_generates_the_requested_number_of_known_characters(export_dir):
+    result = run_generate(f"--export_dir={export_dir}", "--seed_text=The ", "--length=50", "--seed=3")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.removesuffix("\n")
+    assert text.startswith("The ") and len(text) == 54
+    assert set(text) <= set("The cat sat on the mat.\n")
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--export_dir=/nonexistent/export"], "no export at /nonexistent/export"),
+        (["--seed_text=Zebra"], "never saw in training: 'Z', 'b', 'r'"),
+        (["--length=-1"], "--length=-1 must be between"),
+        (["--temperature=banana"], "--temperature=banana: could not convert"),
+    ],
+)
+def test_bad_input_is_one_clear_message_and_exit_status_2(export_dir, flags, message):
+    result = run_generate(f"--export_dir={export_dir}", *flags)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
