@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml requirements-lock.txt
 # About ten minutes on 2 CPU cores: a small model on the default six novels, then 600 generated characters.
 train: install
 	$(BIN)/python train.py --flagfile=demo.flags --gutenberg_mirror=$(GUTENBERG_MIRROR) --export_dir=$(DEMO_EXPORT)
-	$(BIN)/python generate.py --export_dir=$(DEMO_EXPORT) --seed_text="It was " --length=600 --temperature=0.7 --seed=1
+	$(BIN)/python generate.py --export_dir=$(DEMO_EXPORT) --seed_text="It was " --length=600 --temperature=0.6 --seed=1
 
 test: install
 	$(BIN)/python -m pytest

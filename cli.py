@@ -51,7 +51,8 @@ def define_config_flags(*groups: str) -> None:
     """Defines one flag per Config field in `groups`, named like the field, with its default and help."""
     flags.DEFINE_bool("debug", False, "Show full tracebacks (also on with CHARBOOK_DEBUG=1); for bug reports.")
     for f in config_lib.fields_in_groups(*groups):
-        default = os.environ.get(_ENVIRONMENT_DEFAULTS.get(f.name, ""), f.default)
+        environment_variable = _ENVIRONMENT_DEFAULTS.get(f.name)
+        default = (os.environ.get(environment_variable) if environment_variable else None) or f.default
         help_text = f.metadata["help"]
         if f.type is bool:
             flags.DEFINE_bool(f.name, default, help_text)

@@ -44,12 +44,17 @@ def main(argv):
         log_every=cfg.log_every,
         logdir=cfg.logdir or f"{cfg.export_dir}.logs",
     )
+    if result.steps_completed == 0:
+        raise KeyboardInterrupt
     directory = export.write_export(
         cfg.export_dir, model=model, config=cfg, vocabulary=data.vocabulary, steps_completed=result.steps_completed
     )
     validation = f", validation {result.validation_bits_per_char:.3f}" if result.validation_bits_per_char is not None else ""
-    print(f"done: {result.steps_completed:,} steps, train {result.train_bits_per_char:.3f}{validation} bits/char")
+    status = "interrupted" if result.interrupted else "done"
+    print(f"{status}: {result.steps_completed:,} steps, train {result.train_bits_per_char:.3f}{validation} bits/char")
     print(f"exported to {directory}; generate with: python generate.py --export_dir={directory}")
+    if result.interrupted:
+        raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

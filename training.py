@@ -1,5 +1,6 @@
 """The training loop: a compiled train step, validation in bits per character, progress lines, TensorBoard."""
 
+import collections
 import dataclasses
 import math
 import sys
@@ -19,6 +20,7 @@ class TrainResult:
     train_bits_per_char: float  # mean over the last log_every steps
     validation_bits_per_char: float | None  # after the last step; None without validation text
     chars_per_sec: float
+    interrupted: bool  # stopped early by Ctrl-C
 
 
 def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer):
@@ -131,29 +133,39 @@ def train(
     log_every: int,
     logdir: str,
 ) -> TrainResult:
-    """Runs `total_steps` steps of Adam on `train_batches`, validating after every epoch and at the end."""
+    """Runs `total_steps` steps of Adam on `train_batches`, validating after every epoch and at the end.
+
+    Ctrl-C ends training early with `interrupted` set, so the caller can keep the model trained so far.
+    """
     optimizer = keras.optimizers.Adam(learning_rate)
     train_step = make_train_step(model, optimizer)
     evaluate = make_evaluate(model)
     writer = tf.summary.create_file_writer(logdir)
     progress = ProgressReport(total_steps=total_steps, chars_per_step=chars_per_step, log_every=log_every, writer=writer)
     validation_bits_per_char = None
-    last_losses = []
-    for step, (inputs, targets) in enumerate(train_batches.take(total_steps), start=1):
-        loss = float(train_step(inputs, targets))
-        if not math.isfinite(loss):
-            raise UserError(f"training diverged: the loss became {loss} at step {step}; lower --learning_rate")
-        last_losses = (last_losses + [loss])[-log_every:]
-        progress.update(step, loss)
-        if validation_batches is not None and (step % steps_per_epoch == 0 or step == total_steps):
-            validation_bits_per_char = evaluate(validation_batches)
-            progress.validation(step, validation_bits_per_char)
-    writer.close()
+    last_losses = collections.deque(maxlen=log_every)
+    steps_completed, interrupted = 0, False
+    try:
+        for step, (inputs, targets) in enumerate(train_batches.take(total_steps), start=1):
+            loss = float(train_step(inputs, targets))
+            if not math.isfinite(loss):
+                raise UserError(f"training diverged: the loss became {loss} at step {step}; lower --learning_rate")
+            steps_completed = step
+            last_losses.append(loss)
+            progress.update(step, loss)
+            if validation_batches is not None and (step % steps_per_epoch == 0 or step == total_steps):
+                validation_bits_per_char = evaluate(validation_batches)
+                progress.validation(step, validation_bits_per_char)
+    except KeyboardInterrupt:
+        interrupted = True  # Ctrl-C: the caller still exports what was learned so far
+    finally:
+        writer.close()
     return TrainResult(
-        steps_completed=total_steps,
-        train_bits_per_char=sum(last_losses) / len(last_losses) / LN2,
+        steps_completed=steps_completed,
+        train_bits_per_char=sum(last_losses) / len(last_losses) / LN2 if last_losses else float("nan"),
         validation_bits_per_char=validation_bits_per_char,
         chars_per_sec=progress.chars_per_sec,
+        interrupted=interrupted,
     )
 
 

@@ -1,6 +1,7 @@
-"""The one end-to-end test: train.py on a real book, then generate.py from its export."""
+"""train.py and generate.py end to end, through the command line, on real books."""
 
 import re
+import signal
 import subprocess
 import sys
 
@@ -31,17 +32,19 @@ def test_train_export_generate_round_trip(gutenberg_mirror, tmp_path):
         "--embedding_dim=16",
         "--rnn_units=64",
         "--learning_rate=0.01",
-        "--steps=60",
-        "--log_every=10",
+        "--steps=150",
+        "--log_every=25",
     )
     assert trained.returncode == 0, trained.stderr
     bits_per_char = [float(x) for x in re.findall(r"loss [\d.]+  ([\d.]+) bits/char", trained.stdout)]
     assert len(bits_per_char) == 6
-    assert bits_per_char[-1] < bits_per_char[0] - 1.0, trained.stdout
-    assert re.search(r"step 60/60  validation [\d.]+ bits/char", trained.stdout)
+    assert bits_per_char[-1] < bits_per_char[0] - 0.8, trained.stdout
+    # Below 4 bits/char the model knows more than how often each letter occurs (about 4.5 bits of English text).
+    validation = float(re.search(r"step 150/150  validation ([\d.]+) bits/char", trained.stdout).group(1))
+    assert validation < 4.0, trained.stdout
 
     exported = export.load_export(export_dir)
-    assert exported.steps_completed == 60
+    assert exported.steps_completed == 150
     assert exported.config.rnn_units == 64 and exported.config.books == (11,)
 
     # The batch-1 stateful model that generation uses predicts exactly what the training model does.
@@ -63,3 +66,38 @@ def test_train_export_generate_round_trip(gutenberg_mirror, tmp_path):
     assert first.startswith("Alice ") and len(first) == len("Alice ") + 80 + 1
     assert generate(seed=1) == first
     assert generate(seed=2) != first
+
+
+def test_ctrl_c_keeps_what_was_learned(gutenberg_mirror, tmp_path):
+    export_dir = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "train.py"),
+            "--books=31469",
+            f"--gutenberg_mirror={gutenberg_mirror}",
+            f"--cache_dir={tmp_path / 'cache'}",
+            f"--export_dir={export_dir}",
+            "--seq_len=20",
+            "--batch_size=8",
+            "--embedding_dim=8",
+            "--rnn_units=16",
+            "--steps=100000",
+            "--log_every=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    for line in process.stdout:
+        if line.startswith("step 3/"):
+            process.send_signal(signal.SIGINT)
+            break
+    stdout, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    steps = export.load_export(export_dir).steps_completed
+    assert 3 <= steps < 100000
+    assert f"interrupted: {steps:,} steps" in stdout
