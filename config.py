@@ -66,6 +66,11 @@ class Config:
         0.8, "generate", "Sampling temperature: below 1 is safer and more repetitive, above 1 more surprising; 0 is greedy."
     )
 
+    top_k: int = _setting(0, "generate", "Sample only among the k most likely characters (0: all of them).")
+    top_p: float = _setting(
+        1.0, "generate", "Nucleus sampling: only among the most likely characters whose probabilities add up to p (1: all)."
+    )
+
     def __post_init__(self):
         problems = _find_problems(self)
         if problems:
@@ -113,6 +118,8 @@ def _find_problems(cfg: Config) -> list[str]:
         ("steps", 0, 1_000_000_000),
         ("log_every", 1, 1_000_000_000),
         ("length", 0, 100_000_000),
+        ("top_k", 0, 1_000_000),
+        ("seed", 0, 2**31 - 1),
     ]:
         value = getattr(cfg, name)
         if not low <= value <= high:
@@ -123,6 +130,8 @@ def _find_problems(cfg: Config) -> list[str]:
         problems.append(f"--learning_rate={cfg.learning_rate} must be positive")
     if not cfg.temperature >= 0:
         problems.append(f"--temperature={cfg.temperature} must be 0 (greedy) or positive")
+    if not 0 < cfg.top_p <= 1:
+        problems.append(f"--top_p={cfg.top_p} must be above 0 and at most 1")
     if not cfg.export_dir:
         problems.append("--export_dir must not be empty")
     return problems

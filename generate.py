@@ -1,6 +1,7 @@
 """Generate text from an exported model, streaming characters as they are sampled.
 
     python generate.py --export_dir=exports/model --seed_text="It was " --length=1000 --temperature=0.8 --seed=1
+    python generate.py --export_dir=exports/model --top_k=5 --top_p=0.9
 """
 
 import sys
@@ -20,12 +21,19 @@ def main(argv):
     exported = export.load_export(cli.FLAGS.export_dir)
     cfg = cli.config_from_flags("run", "generate", base=exported.config)
     model = export.load_model(exported, batch_size=1, stateful=True)
-    chars = generate_text(
-        model, exported.vocabulary, seed_text=cfg.seed_text, length=cfg.length, temperature=cfg.temperature, seed=cfg.seed
+    chunks = generate_text(
+        model,
+        exported.vocabulary,
+        seed_text=cfg.seed_text,
+        length=cfg.length,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        seed=cfg.seed,
     )
     sys.stdout.write(cfg.seed_text)
-    for char in chars:
-        sys.stdout.write(char)
+    for text in chunks:
+        sys.stdout.write(text)
         sys.stdout.flush()
     sys.stdout.write("\n")
 

@@ -1,13 +1,19 @@
-"""Choosing the next character (one small function per strategy) and the loop that generates text."""
+"""Choosing the next character (small functions, one per strategy) and the compiled loop that generates text."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from errors import UserError
-from models.char_lstm import reset_states
+from models.char_lstm import read_states, reset_states, step_with_state, write_states
 from pipeline.vocab import OOV_ID, Vocabulary
+
+# Characters sampled per compiled call; each call's characters are streamed out together.
+CHUNK_SIZE = 32
+
+NextIdFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (logits [batch, vocab], seed int32 [2]) -> ids [batch]
 
 
 def apply_temperature(logits: tf.Tensor, temperature: float) -> tf.Tensor:
@@ -15,57 +21,108 @@ def apply_temperature(logits: tf.Tensor, temperature: float) -> tf.Tensor:
     return tf.cast(logits, tf.float32) / temperature
 
 
-def greedy(logits: tf.Tensor, *, temperature: float, seed: tf.Tensor) -> tf.Tensor:
-    """The most likely id per row: logits [batch, vocab] -> ids [batch]. Temperature and seed play no part."""
-    del temperature, seed
+def keep_top_k(logits: tf.Tensor, k: int) -> tf.Tensor:
+    """Logits [batch, vocab] with all but the k largest per row set to -inf (ties with the k-th are kept)."""
+    kth_largest = tf.math.top_k(logits, k=k).values[:, -1:]  # [batch, 1]
+    return tf.where(logits < kth_largest, -np.inf, logits)
+
+
+def keep_top_p(logits: tf.Tensor, p: float) -> tf.Tensor:
+    """Logits [batch, vocab] keeping per row the most likely ids whose probabilities first add up to p (nucleus)."""
+    sorted_logits = tf.sort(logits, direction="DESCENDING")
+    probability_before = tf.cumsum(tf.nn.softmax(sorted_logits), axis=-1, exclusive=True)
+    # The most likely id always survives (its probability_before is 0).
+    smallest_kept = tf.reduce_min(tf.where(probability_before < p, sorted_logits, np.inf), axis=-1, keepdims=True)
+    return tf.where(logits < smallest_kept, -np.inf, logits)
+
+
+def greedy(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """The most likely id per row: logits [batch, vocab] -> ids [batch]. The seed plays no part."""
+    del seed
     return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
 
-def sample(logits: tf.Tensor, *, temperature: float, seed: tf.Tensor) -> tf.Tensor:
-    """A random id per row, drawn from softmax(logits / temperature): [batch, vocab] -> [batch].
+def sample(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """An id per row drawn from softmax(logits): [batch, vocab] -> [batch]; the same seed gives the same ids."""
+    return tf.random.stateless_categorical(logits, 1, seed=seed, dtype=tf.int32)[:, 0]
 
-    `seed` is an int32 [2] tensor; the same seed and logits always give the same ids.
+
+def make_next_id_fn(*, temperature: float, top_k: int = 0, top_p: float = 1.0) -> NextIdFn:
+    """The strategy the settings ask for: temperature 0 is greedy; otherwise temperature, then top-k, then top-p."""
+    if temperature == 0:
+        return greedy
+
+    def next_id(logits, seed):
+        logits = apply_temperature(logits, temperature)
+        if top_k:
+            logits = keep_top_k(logits, top_k)
+        if top_p < 1.0:
+            logits = keep_top_p(logits, top_p)
+        return sample(logits, seed)
+
+    return next_id
+
+
+def generate_ids(
+    model: keras.Model, seed_ids: np.ndarray, *, length: int, next_id: NextIdFn, seed: int
+) -> Iterator[np.ndarray]:
+    """Yields chunks of generated ids [batch, <= CHUNK_SIZE] continuing each row of seed_ids [batch, seed_len].
+
+    `model` is the stateful build with the same batch size. Its state is reset, primed by running
+    the seed once, then carried from character to character: each new character costs one step of
+    the LSTMs, never a rerun of the prefix. The steps of a chunk run in one compiled loop. The
+    character at position i is drawn with the stateless seed (seed, i), so the text never depends
+    on how it is chunked.
     """
-    scaled = apply_temperature(logits, temperature)
-    return tf.random.stateless_categorical(scaled, 1, seed=seed, dtype=tf.int32)[:, 0]
+    vocab_size = model.output_shape[-1]
+    never = -1e9 * tf.one_hot(OOV_ID, vocab_size)  # the id of "a character unseen in training"
 
+    @tf.function(jit_compile=True)
+    def generate_chunk(logits, first_position, num_steps):
+        ids = tf.TensorArray(tf.int32, size=num_steps)
 
-def choose_strategy(temperature: float):
-    """Temperature 0 means 'always the most likely character'."""
-    return greedy if temperature == 0 else sample
+        def one_step(i, logits, states, ids):
+            next_ids = next_id(tf.cast(logits, tf.float32) + never, tf.stack([seed, first_position + i]))
+            logits, states = step_with_state(model, next_ids, states)
+            return i + 1, logits, states, ids.write(i, next_ids)
+
+        _, logits, states, ids = tf.while_loop(
+            lambda i, *_: i < num_steps, one_step, (tf.constant(0), logits, read_states(model), ids)
+        )
+        write_states(model, states)
+        return tf.transpose(ids.stack()), logits  # [batch, num_steps], [batch, vocab]
+
+    reset_states(model)
+    logits = model(tf.constant(seed_ids, tf.int32), training=False)[:, -1, :]  # [batch, vocab]
+    for first_position in range(0, length, CHUNK_SIZE):
+        num_steps = min(CHUNK_SIZE, length - first_position)
+        ids, logits = generate_chunk(logits, tf.constant(first_position), tf.constant(num_steps))
+        yield ids.numpy()
 
 
 def generate_text(
-    model: keras.Model, vocabulary: Vocabulary, *, seed_text: str, length: int, temperature: float, seed: int
+    model: keras.Model,
+    vocabulary: Vocabulary,
+    *,
+    seed_text: str,
+    length: int,
+    temperature: float,
+    seed: int,
+    top_k: int = 0,
+    top_p: float = 1.0,
 ) -> Iterator[str]:
-    """Yields `length` characters that continue `seed_text`, one at a time, as they are sampled.
+    """Yields the `length` characters that continue `seed_text`, a few at a time, as they are sampled.
 
-    `model` is the batch-1 stateful build. Its state is reset, primed by running the whole
-    seed text once, and then carried from step to step: each new character costs one LSTM step,
-    never a rerun of the prefix. Character i is drawn with the stateless seed (seed, i), so the
-    same seed always gives the same text.
+    `model` is the batch-1 stateful build (see generate_ids). Raises UserError at once, before any
+    text, if the seed text is empty or has characters the model never saw.
     """
+    if not seed_text:
+        raise UserError("the seed text is empty; give at least one character, e.g. --seed_text='The '")
     unknown = vocabulary.unknown_chars(seed_text)
     if unknown:
         listed = ", ".join(repr(c) for c in unknown)
         raise UserError(f"the seed text has characters the model never saw in training: {listed}; leave them out")
-    if not seed_text:
-        raise UserError("the seed text is empty; give at least one character, e.g. --seed_text='The '")
-    choose_next_id = choose_strategy(temperature)
-
-    @tf.function(input_signature=[tf.TensorSpec([1, None], tf.int32), tf.TensorSpec([2], tf.int32)])
-    def next_id(ids, step_seed):
-        logits = model(ids, training=False)[:, -1, :]  # [1, vocab]
-        # Id 0 stands for "a character not seen in training": never worth generating.
-        logits = tf.cast(logits, tf.float32) - 1e9 * tf.one_hot([OOV_ID], vocabulary.size)
-        return choose_next_id(logits, temperature=temperature, seed=step_seed)  # [1]
-
-    reset_states(model)
-    return _sample_characters(next_id, vocabulary, seed_text=seed_text, length=length, seed=seed)
-
-
-def _sample_characters(next_id, vocabulary: Vocabulary, *, seed_text: str, length: int, seed: int) -> Iterator[str]:
-    ids = vocabulary.encode(seed_text)[tf.newaxis, :]  # [1, len(seed_text)]: primes the state in one call
-    for step in range(length):
-        ids = next_id(ids, tf.constant([seed, step], tf.int32))[tf.newaxis, :]  # [1, 1]
-        yield vocabulary.decode(ids)
+    seed_ids = vocabulary.encode(seed_text).numpy()[np.newaxis, :]  # [1, len(seed_text)]
+    next_id = make_next_id_fn(temperature=temperature, top_k=top_k, top_p=top_p)
+    chunks = generate_ids(model, seed_ids, length=length, next_id=next_id, seed=seed)
+    return (vocabulary.decode(chunk[0]) for chunk in chunks)

@@ -1,4 +1,3 @@
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -6,57 +5,69 @@ import tensorflow as tf
 from config import Config
 from errors import UserError
 from models.char_lstm import build_model
-from models.sampling import generate_text, greedy, sample
-from pipeline.vocab import build_vocabulary
+from models.sampling import generate_text, greedy, keep_top_p, make_next_id_fn, sample
+from pipeline.vocab import OOV_ID, build_vocabulary
 
 VOCABULARY = build_vocabulary(["helo wrd"])  # ids: ' '=1 d=2 e=3 h=4 l=5 o=6 r=7 w=8
 
 
-class SpellingModel(keras.Model):
-    """A fake batch-1 stateful model that makes the next character of TARGET certain."""
-
-    TARGET = "hello world"
-
-    def __init__(self):
-        super().__init__()
-        self.position = tf.Variable(0)
-        self.next_ids = tf.constant(VOCABULARY.encode(self.TARGET[1:] + " "))
-
-    def call(self, ids, training=False):
-        self.position.assign_add(tf.shape(ids)[1])
-        logits = 20.0 * tf.one_hot(self.next_ids[self.position - 1], VOCABULARY.size)
-        return tf.reshape(logits, [1, 1, VOCABULARY.size])
-
-
 def test_greedy_picks_the_most_likely_character():
     logits = tf.constant([[0.0, 1.0, 5.0, 2.0], [9.0, 1.0, 0.0, 0.0]])
-    assert greedy(logits, temperature=1.0, seed=tf.constant([0, 0])).numpy().tolist() == [2, 0]
+    assert greedy(logits, tf.constant([0, 0])).numpy().tolist() == [2, 0]
 
 
 def test_sampling_repeats_with_the_same_seed_and_follows_the_probabilities():
     logits = tf.math.log(tf.constant([[0.7, 0.2, 0.1]] * 2000))
-    first = sample(logits, temperature=1.0, seed=tf.constant([1, 0])).numpy()
-    again = sample(logits, temperature=1.0, seed=tf.constant([1, 0])).numpy()
-    other = sample(logits, temperature=1.0, seed=tf.constant([2, 0])).numpy()
-    assert first.tolist() == again.tolist()
-    assert first.tolist() != other.tolist()
+    first = sample(logits, tf.constant([1, 0])).numpy()
+    assert first.tolist() == sample(logits, tf.constant([1, 0])).numpy().tolist()
+    assert first.tolist() != sample(logits, tf.constant([2, 0])).numpy().tolist()
     np.testing.assert_allclose(np.bincount(first, minlength=3) / 2000, [0.7, 0.2, 0.1], atol=0.04)
 
 
 def test_low_temperature_sharpens_the_distribution():
     logits = tf.math.log(tf.constant([[0.6, 0.4]] * 2000))
-    cold = sample(logits, temperature=0.1, seed=tf.constant([3, 0])).numpy()
+    cold = make_next_id_fn(temperature=0.1)(logits, tf.constant([3, 0])).numpy()
     assert (cold == 0).mean() > 0.95
 
 
-def test_generation_continues_the_seed_text_one_character_at_a_time():
-    text = generate_text(SpellingModel(), VOCABULARY, seed_text="he", length=9, temperature=0.5, seed=0)
-    assert "".join(text) == "llo world"
+def test_temperature_zero_is_argmax():
+    logits = tf.random.stateless_normal([50, 30], seed=[4, 0])
+    next_id = make_next_id_fn(temperature=0, top_k=3, top_p=0.5)
+    assert next_id(logits, tf.constant([5, 0])).numpy().tolist() == tf.argmax(logits, axis=-1).numpy().tolist()
 
 
-def test_temperature_zero_is_greedy():
-    text = generate_text(SpellingModel(), VOCABULARY, seed_text="h", length=10, temperature=0, seed=0)
-    assert "".join(text) == "ello world"
+def test_top_k_never_leaves_the_k_most_likely():
+    logits = tf.random.stateless_normal([500, 30], seed=[6, 0])
+    top_3 = tf.math.top_k(logits, k=3).indices.numpy()
+    ids = make_next_id_fn(temperature=2.0, top_k=3)(logits, tf.constant([7, 0])).numpy()
+    assert all(i in row for i, row in zip(ids, top_3))
+    assert len(set(ids)) > 3  # rows differ, so the sampler is not stuck on a few ids
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logits = tf.math.log(tf.constant([[0.5, 0.3, 0.15, 0.05]]))
+    assert keep_top_p(logits, 0.7).numpy()[0].tolist()[2:] == [-np.inf, -np.inf]  # 0.5 + 0.3 reaches 0.7
+    assert keep_top_p(logits, 0.85).numpy()[0].tolist()[3] == -np.inf  # 0.5 + 0.3 + 0.15 reaches 0.85
+    assert np.isfinite(keep_top_p(logits, 0.01).numpy()[0, 0])  # the most likely id always stays
+    ids = make_next_id_fn(temperature=1.0, top_p=0.7)(tf.tile(logits, [1000, 1]), tf.constant([8, 0])).numpy()
+    assert set(ids) == {0, 1}
+
+
+def test_generation_equals_rerunning_the_whole_prefix_every_step():
+    """The compiled loop with carried state is exactly the slow, obvious definition of greedy decoding."""
+    config = Config(embedding_dim=4, rnn_units=8)
+    training_model = build_model(config, VOCABULARY.size)
+    generation_model = build_model(config, VOCABULARY.size, batch_size=1, stateful=True)
+    generation_model.set_weights(training_model.get_weights())
+
+    text = "he"
+    for _ in range(30):
+        logits = training_model(VOCABULARY.encode(text)[tf.newaxis]).numpy()[0, -1]
+        logits[OOV_ID] = -np.inf
+        text += VOCABULARY.decode([np.argmax(logits)])
+
+    generated = generate_text(generation_model, VOCABULARY, seed_text="he", length=30, temperature=0, seed=0)
+    assert "he" + "".join(generated) == text
 
 
 def test_same_seed_gives_the_same_text_from_a_real_model():
@@ -71,5 +82,6 @@ def test_same_seed_gives_the_same_text_from_a_real_model():
 
 
 def test_seed_text_with_unknown_characters_names_them():
+    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size, batch_size=1, stateful=True)
     with pytest.raises(UserError, match="never saw in training: 'x', 'Z'"):
-        generate_text(SpellingModel(), VOCABULARY, seed_text="hex Zed", length=5, temperature=1.0, seed=0)
+        generate_text(model, VOCABULARY, seed_text="hex Zed", length=5, temperature=1.0, seed=0)

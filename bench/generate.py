@@ -1,0 +1,91 @@
+"""Generation speed of the default-size model (2x512 LSTM, embedding 256, 100 ids; random weights).
+
+Prints one JSON line: our compiled loop with one sample and with 64 samples at once, against the two
+common approaches measured in the same run: model.predict once per character, and a Python loop
+calling a tf.function step of the stateful Keras model.
+
+    python bench/generate.py [--length=2000]
+"""
+
+import json
+import pathlib
+import platform
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import cli  # noqa: E402  (first: imports TensorFlow quietly)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from config import Config  # noqa: E402
+from models.char_lstm import build_model, reset_states  # noqa: E402
+from models.sampling import CHUNK_SIZE, generate_ids, make_next_id_fn  # noqa: E402
+
+flags.DEFINE_integer("length", 2000, "Characters per sample for our generator.")
+flags.DEFINE_integer("baseline_length", 300, "Characters for the Python step loop (model.predict gets a tenth).")
+FLAGS = flags.FLAGS
+VOCAB_SIZE = 100
+
+
+def chars_per_sec_of_ours(batch_size: int, length: int) -> float:
+    """Characters per second after the first chunk, which pays for compiling the loop."""
+    model = build_model(Config(), VOCAB_SIZE, batch_size=batch_size, stateful=True)
+    seed_ids = np.random.default_rng(0).integers(1, VOCAB_SIZE, size=(batch_size, 20))
+    chunks = generate_ids(model, seed_ids, length=length, next_id=make_next_id_fn(temperature=0.8), seed=1)
+    next(chunks)
+    start = time.perf_counter()
+    generated = sum(chunk.size for chunk in chunks)
+    return generated / (time.perf_counter() - start)
+
+
+def chars_per_sec_of_step_loop(length: int) -> float:
+    model = build_model(Config(), VOCAB_SIZE, batch_size=1, stateful=True)
+
+    @tf.function
+    def step(ids):
+        logits = model(ids, training=False)[:, -1, :] / 0.8
+        return tf.random.categorical(logits, 1, dtype=tf.int32)
+
+    reset_states(model)
+    ids = step(tf.constant([[1]], tf.int32))
+    start = time.perf_counter()
+    for _ in range(length):
+        ids = step(ids)
+    return length / (time.perf_counter() - start)
+
+
+def chars_per_sec_of_predict(length: int) -> float:
+    model = build_model(Config(), VOCAB_SIZE, batch_size=1, stateful=True)
+    rng = np.random.default_rng(0)
+    ids = np.array([[1]], np.int32)
+    model.predict(ids, verbose=0)
+    start = time.perf_counter()
+    for _ in range(length):
+        logits = model.predict(ids, verbose=0)[0, -1] / 0.8
+        probabilities = np.exp(logits - logits.max())
+        ids = np.array([[rng.choice(VOCAB_SIZE, p=probabilities / probabilities.sum())]], np.int32)
+    return length / (time.perf_counter() - start)
+
+
+def main(argv):
+    del argv
+    results = {
+        "benchmark": "generate",
+        "model": "embedding 256, 2x512 LSTM, 100 ids",
+        "chunk_size": CHUNK_SIZE,
+        "batch1_chars_per_sec": round(chars_per_sec_of_ours(1, FLAGS.length)),
+        "batched64_chars_per_sec": round(chars_per_sec_of_ours(64, FLAGS.length // 4)),
+        "step_loop_chars_per_sec": round(chars_per_sec_of_step_loop(FLAGS.baseline_length)),
+        "predict_per_char_chars_per_sec": round(chars_per_sec_of_predict(FLAGS.baseline_length // 10), 1),
+        "tensorflow": tf.__version__,
+        "machine": f"{platform.machine()}, {len(tf.config.list_physical_devices('CPU'))} CPU device(s), {platform.python_version()}",
+    }
+    results["batch1_vs_step_loop"] = round(results["batch1_chars_per_sec"] / results["step_loop_chars_per_sec"], 1)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    app.run(main)
