@@ -15,12 +15,16 @@ FLAGS = flags.FLAGS
 flags.disclaim_key_flags()
 
 
+def _debug_from_environment() -> bool:
+    return os.environ.get("CHARBOOK_DEBUG", "") not in ("", "0")
+
+
 def _import_tensorflow_quietly() -> None:
     """Imports TensorFlow with its C++ start-up chatter ("Could not find cuda drivers...") kept off stderr.
 
     The chatter is shown after all if the import fails, and always with CHARBOOK_DEBUG=1.
     """
-    if os.environ.get("CHARBOOK_DEBUG", "") not in ("", "0"):
+    if _debug_from_environment():
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
@@ -85,16 +89,15 @@ def _parse_ids(name: str, items: list[str]) -> list[int]:
 
 
 def run(main) -> None:
-    """absl's app.run(main), but a UserError ends in one message on stderr and exit status 2."""
+    """absl's app.run(main), but a UserError or OSError ends in one message on stderr and exit status 2."""
 
     def main_with_clean_errors(argv):
         try:
             return main(argv)
         except UserError as error:
-            if _debug():
-                traceback.print_exc()
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+            _exit_with_message(str(error))
+        except OSError as error:  # a full disk, a read-only or missing directory: the user can fix these too
+            _exit_with_message(f"{error.strerror or error}" + (f": {error.filename}" if error.filename else ""))
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
@@ -102,13 +105,22 @@ def run(main) -> None:
     app.run(main_with_clean_errors, flags_parser=_parse_flags)
 
 
+def _exit_with_message(message: str) -> None:
+    """Called while handling an exception: its traceback only with --debug, then the message, exit status 2."""
+    if _debug():
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
     try:
         return FLAGS(argv)
     except flags.Error as error:
-        print(f"error: {error}\nRun with --helpfull to see every setting.", file=sys.stderr)
+        print(f"error: {error}\nRun with --help to see every setting.", file=sys.stderr)
         sys.exit(2)
 
 
 def _debug() -> bool:
-    return FLAGS.debug or os.environ.get("CHARBOOK_DEBUG", "") not in ("", "0")
+    return FLAGS.debug or _debug_from_environment()
+

@@ -73,6 +73,17 @@ def write_export(
     return directory
 
 
+def check_can_write(directory: str | os.PathLike) -> None:
+    """Fails now, not after hours of training, if an export could not be written to `directory`."""
+    parent = pathlib.Path(directory).absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as error:
+        raise UserError(f"cannot write the export to {directory}: {error.strerror}; choose another --export_dir") from None
+
+
 def load_export(directory: str | os.PathLike) -> Export:
     """Reads and checks an export's config and vocabulary; see load_model for the weights."""
     directory = pathlib.Path(directory)

@@ -21,6 +21,7 @@ def main(argv):
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {' '.join(argv[1:])!r}; settings are flags such as --steps=100")
     cfg = cli.config_from_flags("run", "data", "model", "train")
+    export.check_can_write(cfg.export_dir)
     keras.utils.set_random_seed(cfg.seed)
     data = make_datasets(cfg)
     print(

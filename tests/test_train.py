@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import export
 from conftest import PROJECT_ROOT
@@ -101,3 +102,23 @@ def test_ctrl_c_keeps_what_was_learned(gutenberg_mirror, tmp_path):
     steps = export.load_export(export_dir).steps_completed
     assert 3 <= steps < 100000
     assert f"interrupted: {steps:,} steps" in stdout
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--seq_len=0"], "--seq_len=0 must be between 1"),
+        (["--books=84,moby"], "--books must be comma-separated whole numbers"),
+        (["--corpus=library"], "--corpus='library' is not one of gutenberg, files"),
+        (["--corpus=files", "--files=/nonexistent/*.txt"], "no files match --files pattern '/nonexistent/*.txt'"),
+        (["--books=999999"], "Gutenberg book 999999 is not in the mirror directory"),
+    ],
+)
+def test_bad_input_is_one_clear_message_and_exit_status_2(gutenberg_mirror, tmp_path, flags, message):
+    result = run(
+        "train.py", f"--gutenberg_mirror={gutenberg_mirror}", f"--cache_dir={tmp_path}", f"--export_dir={tmp_path / 'x'}", *flags
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
