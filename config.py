@@ -70,6 +70,11 @@ class Config:
     top_p: float = _setting(
         1.0, "generate", "Nucleus sampling: only among the most likely characters whose probabilities add up to p (1: all)."
     )
+    num_samples: int = _setting(1, "generate", "Samples generated together in one batch; each is printed after a header line.")
+    stop_at: str = _setting("", "generate", "End a sample just after the first time it writes this text (e.g. a blank line: $'\\n\\n').")
+    allow_unknown: bool = _setting(
+        False, "generate", "Read seed-text characters the model never saw as 'unknown character' instead of refusing them."
+    )
 
     def __post_init__(self):
         problems = _find_problems(self)
@@ -119,6 +124,7 @@ def _find_problems(cfg: Config) -> list[str]:
         ("log_every", 1, 1_000_000_000),
         ("length", 0, 100_000_000),
         ("top_k", 0, 1_000_000),
+        ("num_samples", 1, 65_536),
         ("seed", 0, 2**31 - 1),
     ]:
         value = getattr(cfg, name)

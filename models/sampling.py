@@ -100,7 +100,7 @@ def generate_ids(
         yield ids.numpy()
 
 
-def generate_text(
+def generate_samples(
     model: keras.Model,
     vocabulary: Vocabulary,
     *,
@@ -110,19 +110,63 @@ def generate_text(
     seed: int,
     top_k: int = 0,
     top_p: float = 1.0,
-) -> Iterator[str]:
-    """Yields the `length` characters that continue `seed_text`, a few at a time, as they are sampled.
+    stop_at: str = "",
+    allow_unknown: bool = False,
+) -> Iterator[list[str]]:
+    """Yields, chunk by chunk, the new text of each sample: one string per row of `model`'s batch.
 
-    `model` is the batch-1 stateful build (see generate_ids). Raises UserError at once, before any
-    text, if the seed text is empty or has characters the model never saw.
+    `model` is a stateful build whose batch size is the number of samples (see generate_ids); all
+    samples continue the same `seed_text`. A sample ends after `length` characters or just after
+    the first `stop_at` it writes; generation stops once every sample has ended. Raises UserError
+    at once, before any text, if the seed text is empty or, unless `allow_unknown` (which maps them
+    to the out-of-vocabulary id), has characters the model never saw.
     """
     if not seed_text:
         raise UserError("the seed text is empty; give at least one character, e.g. --seed_text='The '")
     unknown = vocabulary.unknown_chars(seed_text)
-    if unknown:
+    if unknown and not allow_unknown:
         listed = ", ".join(repr(c) for c in unknown)
-        raise UserError(f"the seed text has characters the model never saw in training: {listed}; leave them out")
-    seed_ids = vocabulary.encode(seed_text).numpy()[np.newaxis, :]  # [1, len(seed_text)]
+        raise UserError(
+            f"the seed text has characters the model never saw in training: {listed}; "
+            "leave them out, or pass --allow_unknown to read them as 'unknown character'"
+        )
+    num_samples = model.input_shape[0]
+    seed_ids = np.tile(vocabulary.encode(seed_text).numpy(), [num_samples, 1])  # [num_samples, len(seed_text)]
     next_id = make_next_id_fn(temperature=temperature, top_k=top_k, top_p=top_p)
     chunks = generate_ids(model, seed_ids, length=length, next_id=next_id, seed=seed)
-    return (vocabulary.decode(chunk[0]) for chunk in chunks)
+    return stop_samples_at(([vocabulary.decode(row) for row in chunk] for chunk in chunks), stop_at=stop_at)
+
+
+def generate_text(model: keras.Model, vocabulary: Vocabulary, **settings) -> Iterator[str]:
+    """Yields the text that continues `seed_text`, a few characters at a time, as it is sampled.
+
+    The one-sample case of generate_samples, with the same settings, for the batch-1 stateful model.
+    """
+    return (texts[0] for texts in generate_samples(model, vocabulary, **settings))
+
+
+def stop_samples_at(chunks: Iterator[list[str]], *, stop_at: str) -> Iterator[list[str]]:
+    """Chunks of each sample's text, cut just after its first `stop_at`; ends when every sample has stopped."""
+    if not stop_at:
+        yield from chunks
+        return
+    written: list[str] = []
+    ended: list[bool] = []
+    for chunk in chunks:
+        if not written:
+            written, ended = [""] * len(chunk), [False] * len(chunk)
+        new_texts = []
+        for i, new_text in enumerate(chunk):
+            if ended[i]:
+                new_texts.append("")
+                continue
+            # A stop string may straddle two chunks, so the search starts just before this chunk.
+            text = written[i] + new_text
+            found = text.find(stop_at, max(0, len(written[i]) - len(stop_at) + 1))
+            if found >= 0:
+                new_text, ended[i] = text[len(written[i]) : found + len(stop_at)], True
+            written[i] += new_text
+            new_texts.append(new_text)
+        yield new_texts
+        if all(ended):
+            return

@@ -51,3 +51,10 @@ def test_bad_input_is_one_clear_message_and_exit_status_2(export_dir, flags, mes
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_several_samples_each_after_a_header(export_dir):
+    result = run_generate(f"--export_dir={export_dir}", "--seed_text=The ", "--length=30", "--num_samples=3", "--seed=3")
+    assert result.returncode == 0, result.stderr
+    headers = [line for line in result.stdout.splitlines() if line.startswith("--- sample")]
+    assert headers == ["--- sample 1 of 3 ---", "--- sample 2 of 3 ---", "--- sample 3 of 3 ---"]

@@ -5,7 +5,15 @@ import tensorflow as tf
 from config import Config
 from errors import UserError
 from models.char_lstm import build_model
-from models.sampling import generate_text, greedy, keep_top_p, make_next_id_fn, sample
+from models.sampling import (
+    stop_samples_at,
+    generate_samples,
+    generate_text,
+    greedy,
+    keep_top_p,
+    make_next_id_fn,
+    sample,
+)
 from pipeline.vocab import OOV_ID, build_vocabulary
 
 VOCABULARY = build_vocabulary(["helo wrd"])  # ids: ' '=1 d=2 e=3 h=4 l=5 o=6 r=7 w=8
@@ -85,3 +93,29 @@ def test_seed_text_with_unknown_characters_names_them():
     model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size, batch_size=1, stateful=True)
     with pytest.raises(UserError, match="never saw in training: 'x', 'Z'"):
         generate_text(model, VOCABULARY, seed_text="hex Zed", length=5, temperature=1.0, seed=0)
+
+
+def test_each_sample_ends_just_after_its_first_stop_string():
+    chunks = iter([["ab", "xy"], ["c.", "z"], [" d", ". w"], ["never", "read"]])
+    assert list(stop_samples_at(chunks, stop_at=". ")) == [["ab", "xy"], ["c.", "z"], [" ", ". "]]
+
+
+def test_samples_generated_together_differ_and_repeat_with_the_seed():
+    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size, batch_size=3, stateful=True)
+
+    def samples(seed):
+        texts = ["", "", ""]
+        for chunk in generate_samples(model, VOCABULARY, seed_text="he", length=40, temperature=1.0, seed=seed):
+            texts = [text + new for text, new in zip(texts, chunk)]
+        return texts
+
+    first = samples(seed=5)
+    assert [len(text) for text in first] == [40, 40, 40]
+    assert len(set(first)) == 3
+    assert samples(seed=5) == first
+
+
+def test_unknown_seed_characters_can_be_read_as_unknown():
+    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size, batch_size=1, stateful=True)
+    text = "".join(generate_text(model, VOCABULARY, seed_text="hex", length=10, temperature=1.0, seed=0, allow_unknown=True))
+    assert len(text) == 10 and "x" not in text
