@@ -9,9 +9,8 @@ import sys
 
 import cli  # first: it imports TensorFlow without the C++ start-up chatter
 
-import export
+import api
 from errors import UserError
-from models.sampling import generate_samples
 
 cli.define_config_flags("run", "generate")
 
@@ -19,17 +18,13 @@ cli.define_config_flags("run", "generate")
 def main(argv):
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {' '.join(argv[1:])!r}; settings are flags such as --length=500")
-    exported = export.load_export(cli.FLAGS.export_dir)
-    cfg = cli.config_from_flags("run", "generate", base=exported.config)
-    unknown = exported.vocabulary.unknown_chars(cfg.seed_text)
+    generator = api.load(cli.FLAGS.export_dir)
+    cfg = cli.config_from_flags("run", "generate", base=generator.export.config)
+    unknown = generator.unknown_chars(cfg.seed_text)
     if unknown and cfg.allow_unknown:
         listed = ", ".join(repr(c) for c in unknown)
         print(f"warning: the model never saw {listed}; reading them as 'unknown character'", file=sys.stderr)
-    model = export.load_model(exported, batch_size=cfg.num_samples, stateful=True)
-    samples = generate_samples(
-        model,
-        exported.vocabulary,
-        seed_text=cfg.seed_text,
+    settings = dict(
         length=cfg.length,
         temperature=cfg.temperature,
         top_k=cfg.top_k,
@@ -39,15 +34,14 @@ def main(argv):
         seed=cfg.seed,
     )
     if cfg.num_samples == 1:
+        chunks = generator.stream(cfg.seed_text, **settings)  # raises on a bad seed text before printing it
         sys.stdout.write(cfg.seed_text)
-        for (text,) in samples:  # streamed as it is sampled
+        for text in chunks:
             sys.stdout.write(text)
             sys.stdout.flush()
         sys.stdout.write("\n")
         return
-    texts = [cfg.seed_text] * cfg.num_samples
-    for chunk in samples:
-        texts = [text + new_text for text, new_text in zip(texts, chunk)]
+    texts = generator.generate_many(cfg.seed_text, num_samples=cfg.num_samples, **settings)
     for number, text in enumerate(texts, start=1):
         print(f"--- sample {number} of {cfg.num_samples} ---\n{text}")
 

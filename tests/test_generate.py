@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import api
 import export
 from config import Config
 from conftest import PROJECT_ROOT
@@ -58,3 +59,9 @@ def test_several_samples_each_after_a_header(export_dir):
     assert result.returncode == 0, result.stderr
     headers = [line for line in result.stdout.splitlines() if line.startswith("--- sample")]
     assert headers == ["--- sample 1 of 3 ---", "--- sample 2 of 3 ---", "--- sample 3 of 3 ---"]
+
+
+def test_command_line_and_python_api_give_the_same_text(export_dir):
+    result = run_generate(f"--export_dir={export_dir}", "--seed_text=The ", "--length=40", "--temperature=1.0", "--seed=9")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == api.load(export_dir).generate("The ", length=40, temperature=1.0, seed=9) + "\n"

@@ -1,0 +1,66 @@
+"""The Python API for notebooks: load an export once, then generate strings from it.
+
+    import api
+    generator = api.load("exports/demo")
+    print(generator.generate("It was ", length=300, temperature=0.7, seed=1))
+    for text in generator.stream("It was ", length=2000):
+        print(text, end="", flush=True)
+"""
+
+import os
+from collections.abc import Iterator
+
+import keras
+
+import export
+from models.sampling import generate_samples
+
+
+class TextGenerator:
+    """An export's model and vocabulary, with the stateful model for each number of samples built once."""
+
+    def __init__(self, exported: export.Export):
+        self.export = exported
+        self._models: dict[int, keras.Model] = {}
+
+    def unknown_chars(self, text: str) -> list[str]:
+        """Characters of `text` the model never saw in training (a seed text with them needs allow_unknown)."""
+        return self.export.vocabulary.unknown_chars(text)
+
+    def stream_samples(self, seed_text: str, *, num_samples: int = 1, **settings) -> Iterator[list[str]]:
+        """Chunks of new text, one string per sample, as they are sampled.
+
+        Settings: length, temperature, top_k, top_p, stop_at, allow_unknown and seed, as generate.py's
+        flags of the same names; those left out take the export's saved values.
+        """
+        cfg = self.export.config
+        defaults = {"length": cfg.length, "temperature": cfg.temperature, "top_k": cfg.top_k, "top_p": cfg.top_p}
+        defaults |= {"stop_at": cfg.stop_at, "allow_unknown": cfg.allow_unknown, "seed": cfg.seed}
+        return generate_samples(
+            self._model(num_samples), self.export.vocabulary, seed_text=seed_text, **(defaults | settings)
+        )
+
+    def stream(self, seed_text: str, **settings) -> Iterator[str]:
+        """The new text of one sample, a few characters at a time, as it is sampled."""
+        return (texts[0] for texts in self.stream_samples(seed_text, **settings))
+
+    def generate(self, seed_text: str, **settings) -> str:
+        """The seed text followed by one generated sample."""
+        return seed_text + "".join(self.stream(seed_text, **settings))
+
+    def generate_many(self, seed_text: str, *, num_samples: int, **settings) -> list[str]:
+        """`num_samples` samples generated together, each starting with the seed text."""
+        texts = [seed_text] * num_samples
+        for chunk in self.stream_samples(seed_text, num_samples=num_samples, **settings):
+            texts = [text + new_text for text, new_text in zip(texts, chunk)]
+        return texts
+
+    def _model(self, num_samples: int) -> keras.Model:
+        if num_samples not in self._models:
+            self._models[num_samples] = export.load_model(self.export, batch_size=num_samples, stateful=True)
+        return self._models[num_samples]
+
+
+def load(export_dir: str | os.PathLike) -> TextGenerator:
+    """Reads and checks the export in `export_dir` (a UserError names what is wrong with it)."""
+    return TextGenerator(export.load_export(export_dir))
