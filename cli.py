@@ -51,10 +51,10 @@ _import_tensorflow_quietly()
 _ENVIRONMENT_DEFAULTS = {"gutenberg_mirror": "GUTENBERG_MIRROR", "cache_dir": "CHARBOOK_CACHE_DIR"}
 
 
-def define_config_flags(*groups: str) -> None:
-    """Defines one flag per Config field in `groups`, named like the field, with its default and help."""
+def define_config_flags(*groups: str, skip: tuple[str, ...] = ()) -> None:
+    """Defines one flag per Config field in `groups` (less `skip`), named like the field, with its default and help."""
     flags.DEFINE_bool("debug", False, "Show full tracebacks (also on with CHARBOOK_DEBUG=1); for bug reports.")
-    for f in config_lib.fields_in_groups(*groups):
+    for f in config_lib.fields_in_groups(*groups, skip=skip):
         environment_variable = _ENVIRONMENT_DEFAULTS.get(f.name)
         default = (os.environ.get(environment_variable) if environment_variable else None) or f.default
         help_text = f.metadata["help"]
@@ -70,15 +70,28 @@ def define_config_flags(*groups: str) -> None:
             flags.DEFINE_list(f.name, [str(v) for v in default], help_text)
 
 
-def config_from_flags(*groups: str, base: config_lib.Config | None = None) -> config_lib.Config:
-    """The Config that the flags of `groups` describe, on top of `base` (e.g. a loaded export's config)."""
+def config_from_flags(
+    *groups: str, skip: tuple[str, ...] = (), base: config_lib.Config | None = None
+) -> config_lib.Config:
+    """The Config that the flags of `groups` (less `skip`) describe.
+
+    On top of `base` (an export's config), only the settings the user gave, on the command line,
+    in a --flagfile or through their environment variable, replace the saved ones.
+    """
     values = config_lib.Config().to_json_dict() if base is None else base.to_json_dict()
-    for f in config_lib.fields_in_groups(*groups):
+    for f in config_lib.fields_in_groups(*groups, skip=skip):
+        if base is not None and not _was_given(f.name):
+            continue
         value = FLAGS[f.name].value
         if f.type not in (bool, int, float, str):
             value = _parse_ids(f.name, value)
         values[f.name] = value
     return config_lib.Config.from_json_dict(values)
+
+
+def _was_given(name: str) -> bool:
+    environment_variable = _ENVIRONMENT_DEFAULTS.get(name)
+    return FLAGS[name].present or bool(environment_variable and os.environ.get(environment_variable))
 
 
 def _parse_ids(name: str, items: list[str]) -> list[int]:

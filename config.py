@@ -98,8 +98,9 @@ class Config:
         return json.dumps(self.to_json_dict(), indent=2, ensure_ascii=False)
 
 
-def fields_in_groups(*groups: str) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(Config) if f.metadata["group"] in groups]
+def fields_in_groups(*groups: str, skip: tuple[str, ...] = ()) -> list[dataclasses.Field]:
+    """The Config fields of `groups`, in declaration order, less those named in `skip`."""
+    return [f for f in dataclasses.fields(Config) if f.metadata["group"] in groups and f.name not in skip]
 
 
 def _find_problems(cfg: Config) -> list[str]:

@@ -40,7 +40,7 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer):
 
 
 def make_evaluate(model: keras.Model):
-    """A function: batches of (inputs, targets) -> bits per character over every target character."""
+    """A function: batches of (inputs, targets) -> (bits per character, number of characters scored)."""
 
     @tf.function
     def summed_loss(inputs, targets):
@@ -48,13 +48,13 @@ def make_evaluate(model: keras.Model):
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)  # [batch, seq_len]
         return tf.reduce_sum(losses), tf.size(targets)
 
-    def evaluate(batches: tf.data.Dataset) -> float:
+    def evaluate(batches: tf.data.Dataset) -> tuple[float, int]:
         total_nats, total_chars = 0.0, 0
         for inputs, targets in batches:
             nats, chars = summed_loss(inputs, targets)
             total_nats += float(nats)
             total_chars += int(chars)
-        return total_nats / max(total_chars, 1) / LN2
+        return total_nats / max(total_chars, 1) / LN2, total_chars
 
     return evaluate
 
@@ -154,7 +154,7 @@ def train(
             last_losses.append(loss)
             progress.update(step, loss)
             if validation_batches is not None and (step % steps_per_epoch == 0 or step == total_steps):
-                validation_bits_per_char = evaluate(validation_batches)
+                validation_bits_per_char, _ = evaluate(validation_batches)
                 progress.validation(step, validation_bits_per_char)
     except KeyboardInterrupt:
         interrupted = True  # Ctrl-C: the caller still exports what was learned so far

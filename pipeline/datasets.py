@@ -3,6 +3,7 @@
 This is the one pipeline function that reads Config; everything it calls takes explicit arguments.
 """
 
+import collections
 import dataclasses
 import pathlib
 
@@ -34,6 +35,13 @@ class Datasets:
     validation_chars: int
 
 
+@dataclasses.dataclass(frozen=True)
+class EvaluationBook:
+    name: str
+    batches: tf.data.Dataset  # (inputs, targets) int32 [<= batch_size, seq_len], in text order, each window once
+    unknown_chars: collections.Counter  # characters outside the vocabulary: they count as the unknown id
+
+
 def load_books(
     *, corpus: str, books: tuple[int, ...], files: str, gutenberg_mirror: str, cache_dir: pathlib.Path
 ) -> list[Book]:
@@ -56,13 +64,7 @@ def load_books(
 
 def make_datasets(cfg: Config, *, vocabulary: Vocabulary | None = None) -> Datasets:
     """Training and validation batches for `cfg`; the vocabulary is built from the training text unless given."""
-    books = load_books(
-        corpus=cfg.corpus,
-        books=cfg.books,
-        files=cfg.files,
-        gutenberg_mirror=cfg.gutenberg_mirror,
-        cache_dir=pathlib.Path(cfg.cache_dir) if cfg.cache_dir else sources.default_cache_dir(),
-    )
+    books = _load_books_of(cfg)
     splits = [windows.split_train_validation(b.text, validation_fraction=cfg.validation_fraction) for b in books]
     train_texts = [train for train, _ in splits]
     validation_texts = [validation for _, validation in splits]
@@ -94,6 +96,31 @@ def make_datasets(cfg: Config, *, vocabulary: Vocabulary | None = None) -> Datas
         num_books=len(books),
         train_chars=sum(map(len, train_texts)),
         validation_chars=sum(map(len, validation_texts)),
+    )
+
+
+def make_evaluation_books(cfg: Config, *, vocabulary: Vocabulary) -> list[EvaluationBook]:
+    """Every book of `cfg`'s corpus, whole, as in-order batches of seq_len + 1 windows (as validation scores them)."""
+    evaluation_books = []
+    for book in _load_books_of(cfg):
+        if windows.count_windows(len(book.text), seq_len=cfg.seq_len) == 0:
+            raise UserError(f"{book.name} is shorter than one window of --seq_len + 1 = {cfg.seq_len + 1} characters")
+        batches = windows.make_evaluation_batches(
+            _make_pairs([book.text], vocabulary, seq_len=cfg.seq_len), batch_size=cfg.batch_size
+        )
+        unknown_set = set(vocabulary.unknown_chars(book.text))
+        unknown = collections.Counter(c for c in book.text if c in unknown_set)
+        evaluation_books.append(EvaluationBook(name=book.name, batches=batches, unknown_chars=unknown))
+    return evaluation_books
+
+
+def _load_books_of(cfg: Config) -> list[Book]:
+    return load_books(
+        corpus=cfg.corpus,
+        books=cfg.books,
+        files=cfg.files,
+        gutenberg_mirror=cfg.gutenberg_mirror,
+        cache_dir=pathlib.Path(cfg.cache_dir) if cfg.cache_dir else sources.default_cache_dir(),
     )
 
 
