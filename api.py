@@ -13,7 +13,14 @@ from collections.abc import Iterator
 import keras
 
 import export
-from models.sampling import generate_samples
+from config import Config
+from models.sampling import generate_samples, generate_text
+
+
+def sampling_settings(cfg: Config) -> dict:
+    """The generate settings of `cfg` as keyword arguments of generate_samples and generate_text."""
+    names = ("length", "temperature", "top_k", "top_p", "stop_at", "allow_unknown", "seed")
+    return {name: getattr(cfg, name) for name in names}
 
 
 class TextGenerator:
@@ -33,16 +40,13 @@ class TextGenerator:
         Settings: length, temperature, top_k, top_p, stop_at, allow_unknown and seed, as generate.py's
         flags of the same names; those left out take the export's saved values.
         """
-        cfg = self.export.config
-        defaults = {"length": cfg.length, "temperature": cfg.temperature, "top_k": cfg.top_k, "top_p": cfg.top_p}
-        defaults |= {"stop_at": cfg.stop_at, "allow_unknown": cfg.allow_unknown, "seed": cfg.seed}
-        return generate_samples(
-            self._model(num_samples), self.export.vocabulary, seed_text=seed_text, **(defaults | settings)
-        )
+        settings = sampling_settings(self.export.config) | settings
+        return generate_samples(self._model(num_samples), self.export.vocabulary, seed_text=seed_text, **settings)
 
     def stream(self, seed_text: str, **settings) -> Iterator[str]:
         """The new text of one sample, a few characters at a time, as it is sampled."""
-        return (texts[0] for texts in self.stream_samples(seed_text, **settings))
+        settings = sampling_settings(self.export.config) | settings
+        return generate_text(self._model(1), self.export.vocabulary, seed_text=seed_text, **settings)
 
     def generate(self, seed_text: str, **settings) -> str:
         """The seed text followed by one generated sample."""

@@ -24,15 +24,7 @@ def main(argv):
     if unknown and cfg.allow_unknown:
         listed = ", ".join(repr(c) for c in unknown)
         print(f"warning: the model never saw {listed}; reading them as 'unknown character'", file=sys.stderr)
-    settings = dict(
-        length=cfg.length,
-        temperature=cfg.temperature,
-        top_k=cfg.top_k,
-        top_p=cfg.top_p,
-        stop_at=cfg.stop_at,
-        allow_unknown=cfg.allow_unknown,
-        seed=cfg.seed,
-    )
+    settings = api.sampling_settings(cfg)
     if cfg.num_samples == 1:
         chunks = generator.stream(cfg.seed_text, **settings)  # raises on a bad seed text before printing it
         sys.stdout.write(cfg.seed_text)

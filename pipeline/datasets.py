@@ -108,8 +108,7 @@ def make_evaluation_books(cfg: Config, *, vocabulary: Vocabulary) -> list[Evalua
         batches = windows.make_evaluation_batches(
             _make_pairs([book.text], vocabulary, seq_len=cfg.seq_len), batch_size=cfg.batch_size
         )
-        known = set(vocabulary.chars)
-        unknown = collections.Counter({c: n for c, n in collections.Counter(book.text).items() if c not in known})
+        unknown = vocabulary.count_unknown_chars(book.text)
         evaluation_books.append(EvaluationBook(name=book.name, batches=batches, unknown_chars=unknown))
     return evaluation_books
 

@@ -41,8 +41,12 @@ class Vocabulary:
 
     def unknown_chars(self, text: str) -> list[str]:
         """Distinct characters of `text` that are not in the vocabulary, in order of first appearance."""
+        return list(self.count_unknown_chars(text))
+
+    def count_unknown_chars(self, text: str) -> collections.Counter:
+        """How often each character of `text` that is not in the vocabulary occurs, in order of first appearance."""
         known = set(self.chars)
-        return list(dict.fromkeys(c for c in text if c not in known))
+        return collections.Counter({c: n for c, n in collections.Counter(text).items() if c not in known})
 
     def to_json(self) -> str:
         return json.dumps({"oov_token": OOV_TOKEN, "chars": list(self.chars)}, ensure_ascii=False, indent=0)

@@ -24,6 +24,7 @@ def test_unseen_characters_get_the_oov_id():
     assert vocabulary.encode("abz").numpy().tolist() == [1, 2, OOV_ID]
     assert vocabulary.decode([1, OOV_ID]) == "a[UNK]"
     assert vocabulary.unknown_chars("zabyz") == ["z", "y"]
+    assert vocabulary.count_unknown_chars("zabyz") == {"z": 2, "y": 1}
 
 
 def test_vocabulary_survives_json_with_any_character():
