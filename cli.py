@@ -5,7 +5,7 @@ import sys
 import tempfile
 import traceback
 
-from absl import app, flags
+from absl import app, flags, logging
 
 import config as config_lib
 from errors import UserError
@@ -105,6 +105,8 @@ def run(main) -> None:
     """absl's app.run(main), but a UserError or OSError ends in one message on stderr and exit status 2."""
 
     def main_with_clean_errors(argv):
+        if not _debug():
+            logging.set_verbosity(logging.WARNING)  # TensorFlow logs every checkpoint save at INFO level
         try:
             return main(argv)
         except UserError as error:

@@ -11,6 +11,8 @@ OFFICIAL_GUTENBERG_MIRROR = "https://www.gutenberg.org"
 # Alice, Frankenstein, Dorian Gray, Pride and Prejudice, Sherlock Holmes, Moby Dick.
 DEFAULT_BOOKS = (11, 84, 174, 1342, 1661, 2701)
 CORPUS_KINDS = ("gutenberg", "files")
+LR_DECAYS = ("cosine", "linear", "constant")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 
 
 def _setting(default, group: str, help: str):
@@ -51,11 +53,54 @@ class Config:
     # --- model: everything needed to rebuild the network (the vocabulary size comes from vocab.json) ---
     embedding_dim: int = _setting(256, "model", "Size of the character embedding.")
     rnn_units: int = _setting(512, "model", "Units in each of the two LSTM layers.")
+    dropout: float = _setting(
+        0.0,
+        "model",
+        "Dropout rate applied to the output of each LSTM layer while training (0: none). It sits between the "
+        "layers, not inside the recurrence, so GPUs keep the fused cuDNN kernel.",
+    )
 
     # --- train ---
     epochs: int = _setting(1, "train", "Passes over the training text. Ignored when --steps is set.")
     steps: int = _setting(0, "train", "Total training steps (batches); when set, overrides --epochs and the text repeats as needed.")
-    learning_rate: float = _setting(1e-3, "train", "Adam learning rate.")
+    learning_rate: float = _setting(1e-3, "train", "Adam learning rate (the peak, after any warm-up).")
+    warmup_steps: int = _setting(0, "train", "Steps over which the learning rate rises linearly from 0 to --learning_rate.")
+    lr_decay: str = _setting(
+        "constant",
+        "train",
+        "After warm-up the learning rate stays 'constant', or decays ('cosine' or 'linear') to --final_lr_fraction of "
+        "its peak by the last step. Decay helps long runs finish lower; short runs learn fastest at a constant rate.",
+    )
+    final_lr_fraction: float = _setting(0.1, "train", "The learning rate at the last step, as a fraction of --learning_rate.")
+    clipnorm: float = _setting(
+        5.0, "train", "Scale the gradients down whenever their global norm exceeds this (0: never); keeps LSTMs stable."
+    )
+    patience: int = _setting(
+        0, "train", "Stop early after this many epochs in a row without a better validation score (0: never stop early)."
+    )
+    sample_length: int = _setting(
+        200, "train", "Characters of text sampled from the model and printed (and logged) after every epoch (0: none)."
+    )
+    checkpoint_dir: str = _setting(
+        "", "train", "Where training checkpoints go; rerunning the same command resumes from them. Default: <export_dir>.checkpoints"
+    )
+    checkpoint_every: int = _setting(500, "train", "Save a checkpoint every this many steps (and after every epoch).")
+    keep_checkpoints: int = _setting(3, "train", "How many of the latest checkpoints to keep.")
+    resume: bool = _setting(
+        True, "train", "Continue from the latest checkpoint in --checkpoint_dir if there is one; --noresume starts over."
+    )
+    strategy: str = _setting(
+        "auto",
+        "train",
+        "How to use the hardware: 'auto' (a TPU if there is one, else all GPUs, else the CPU), 'default' (one device), "
+        "'mirrored' (all local GPUs), 'multiworker' (machines listed in $TF_CONFIG) or 'tpu'.",
+    )
+    mixed_precision: bool = _setting(
+        False,
+        "train",
+        "Compute in float16 on GPUs (bfloat16 on TPUs) with float32 weights, logits and loss: about twice as fast on "
+        "recent accelerators; no gain on CPUs.",
+    )
     log_every: int = _setting(100, "train", "Print a progress line and write TensorBoard scalars every this many steps.")
     logdir: str = _setting("", "train", "TensorBoard log directory. Default: <export_dir>.logs")
 
@@ -123,6 +168,11 @@ def _find_problems(cfg: Config) -> list[str]:
         ("epochs", 1, 1_000_000),
         ("steps", 0, 1_000_000_000),
         ("log_every", 1, 1_000_000_000),
+        ("warmup_steps", 0, 1_000_000_000),
+        ("patience", 0, 1_000_000),
+        ("sample_length", 0, 100_000),
+        ("checkpoint_every", 1, 1_000_000_000),
+        ("keep_checkpoints", 1, 1_000),
         ("length", 0, 100_000_000),
         ("top_k", 0, 1_000_000),
         ("num_samples", 1, 65_536),
@@ -135,6 +185,16 @@ def _find_problems(cfg: Config) -> list[str]:
         problems.append(f"--validation_fraction={cfg.validation_fraction} must be at least 0 and below 1")
     if not cfg.learning_rate > 0:
         problems.append(f"--learning_rate={cfg.learning_rate} must be positive")
+    if not 0 <= cfg.dropout < 1:
+        problems.append(f"--dropout={cfg.dropout} must be at least 0 and below 1")
+    if cfg.lr_decay not in LR_DECAYS:
+        problems.append(f"--lr_decay={cfg.lr_decay!r} is not one of {', '.join(LR_DECAYS)}")
+    if not 0 <= cfg.final_lr_fraction <= 1:
+        problems.append(f"--final_lr_fraction={cfg.final_lr_fraction} must be between 0 and 1")
+    if not cfg.clipnorm >= 0:
+        problems.append(f"--clipnorm={cfg.clipnorm} must be 0 (no clipping) or positive")
+    if cfg.strategy not in STRATEGIES:
+        problems.append(f"--strategy={cfg.strategy!r} is not one of {', '.join(STRATEGIES)}")
     if not cfg.temperature >= 0:
         problems.append(f"--temperature={cfg.temperature} must be 0 (greedy) or positive")
     if not 0 < cfg.top_p <= 1:

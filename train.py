@@ -2,17 +2,26 @@
 
     python train.py --corpus=gutenberg --books=1342,84,2701 --export_dir=exports/austen
     python train.py --corpus=files --files='my/texts/*.txt' --steps=2000
+
+Rerunning the same command after a crash, a kill or Ctrl-C resumes from the latest checkpoint.
 """
 
 import cli  # first: it imports TensorFlow without the C++ start-up chatter
 
+import dataclasses
+
 import keras
 
+import distribute
 import export
 import training
+from checkpoints import TrainingCheckpoints
+from config import Config
 from errors import UserError
 from models.char_lstm import build_model
+from models.sampling import generate_text
 from pipeline.datasets import make_datasets
+from pipeline.vocab import Vocabulary
 
 cli.define_config_flags("run", "data", "model", "train")
 
@@ -20,8 +29,11 @@ cli.define_config_flags("run", "data", "model", "train")
 def main(argv):
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {' '.join(argv[1:])!r}; settings are flags such as --steps=100")
-    cfg = cli.config_from_flags("run", "data", "model", "train")
+    cfg = with_default_paths(cli.config_from_flags("run", "data", "model", "train"))
     export.check_can_write(cfg.export_dir)
+    strategy = distribute.make_strategy(cfg.strategy)
+    is_chief = distribute.is_chief(strategy)
+    precision = distribute.set_precision(cfg.mixed_precision, strategy)
     keras.utils.set_random_seed(cfg.seed)
     data = make_datasets(cfg)
     print(
@@ -31,31 +43,70 @@ def main(argv):
     total_steps = cfg.steps or cfg.epochs * data.steps_per_epoch
     print(
         f"training {total_steps:,} steps of {cfg.batch_size} x {cfg.seq_len} characters "
-        f"({total_steps / data.steps_per_epoch:.2f} epochs of {data.steps_per_epoch:,} steps)"
+        f"({total_steps / data.steps_per_epoch:.2f} epochs of {data.steps_per_epoch:,} steps) "
+        f"on {distribute.describe(strategy)}, {precision}"
     )
-    model = build_model(cfg, data.vocabulary.size)
+    with strategy.scope():
+        model = build_model(cfg, data.vocabulary.size)
+        optimizer = training.make_optimizer(cfg, total_steps=total_steps, num_replicas=strategy.num_replicas_in_sync)
+        optimizer.build(model.trainable_variables)
+        checkpoints = TrainingCheckpoints(
+            cfg.checkpoint_dir, model=model, optimizer=optimizer, keep=cfg.keep_checkpoints, is_chief=is_chief
+        )
+    first_step = checkpoints.restore_or_start(cfg, data.vocabulary)
+    if first_step:
+        print(f"resuming from the checkpoint of step {first_step:,} in {cfg.checkpoint_dir}")
     result = training.train(
-        model,
-        data.train,
-        validation_batches=data.validation,
+        cfg,
+        model=model,
+        optimizer=optimizer,
+        data=data,
+        strategy=strategy,
+        checkpoints=checkpoints,
         total_steps=total_steps,
-        steps_per_epoch=data.steps_per_epoch,
-        learning_rate=cfg.learning_rate,
-        chars_per_step=cfg.batch_size * cfg.seq_len,
-        log_every=cfg.log_every,
-        logdir=cfg.logdir or f"{cfg.export_dir}.logs",
+        write_logs=is_chief,
+        sample_text=make_sampler(cfg, model, data.vocabulary) if cfg.sample_length else None,
     )
-    if result.steps_completed == 0:
+    if result.steps_completed == first_step and result.interrupted:
         raise KeyboardInterrupt
-    directory = export.write_export(
-        cfg.export_dir, model=model, config=cfg, vocabulary=data.vocabulary, steps_completed=result.steps_completed
-    )
-    validation = f", validation {result.validation_bits_per_char:.3f}" if result.validation_bits_per_char is not None else ""
-    status = "interrupted" if result.interrupted else "done"
-    print(f"{status}: {result.steps_completed:,} steps, train {result.train_bits_per_char:.3f}{validation} bits/char")
-    print(f"exported to {directory}; generate with: python generate.py --export_dir={directory}")
+    summary = f"{result.steps_completed:,} steps, train {result.train_bits_per_char:.3f} bits/char"
+    if result.validation_bits_per_char is not None:
+        summary += f", best validation {result.validation_bits_per_char:.3f} bits/char (step {result.best_step:,})"
+    print(f"{'interrupted' if result.interrupted else 'done'}: {summary}")
+    if is_chief:  # in multi-worker training every worker holds the same weights; one copy is enough
+        directory = export.write_export(
+            cfg.export_dir, model=model, config=cfg, vocabulary=data.vocabulary, steps_completed=result.steps_completed
+        )
+        print(f"exported to {directory}; generate with: python generate.py --export_dir={directory}")
     if result.interrupted:
+        print(f"rerun the same command to continue from step {result.steps_completed:,}")
         raise KeyboardInterrupt
+
+
+def with_default_paths(cfg: Config) -> Config:
+    """Logs and checkpoints live beside the export unless the flags say otherwise."""
+    return dataclasses.replace(
+        cfg,
+        logdir=cfg.logdir or f"{cfg.export_dir}.logs",
+        checkpoint_dir=cfg.checkpoint_dir or f"{cfg.export_dir}.checkpoints",
+    )
+
+
+def make_sampler(cfg: Config, model: keras.Model, vocabulary: Vocabulary):
+    """A function that returns --sample_length characters written by the model's current weights."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")  # sampling on the host: float16 would only be slower
+    generator = build_model(cfg, vocabulary.size, batch_size=1, stateful=True)
+    keras.mixed_precision.set_global_policy(policy)
+    # A new line is the most neutral prompt; any corpus without one starts from its first character.
+    seed_text = "\n" if not vocabulary.unknown_chars("\n") else vocabulary.chars[0]
+
+    def sample_text() -> str:
+        generator.set_weights(model.get_weights())
+        texts = generate_text(generator, vocabulary, seed_text=seed_text, length=cfg.sample_length, temperature=0.8, seed=cfg.seed)
+        return "".join(texts)
+
+    return sample_text
 
 
 if __name__ == "__main__":

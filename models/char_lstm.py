@@ -17,13 +17,21 @@ def build_model(cfg: Config, vocab_size: int, *, batch_size: int | None = None, 
     The LSTMs keep Keras' default activations, no recurrent dropout and unroll=False: the
     settings that let TensorFlow run them with the fused cuDNN kernel on a GPU.
     """
+    # Dropout layers hold no weights, so builds with and without them share weight files; they
+    # are left out when unused to keep the generation model minimal.
+    def dropout(name):
+        return [keras.layers.Dropout(cfg.dropout, name=name)] if cfg.dropout else []
+
     return keras.Sequential(
         [
             keras.Input(batch_shape=(batch_size, None), dtype="int32"),
             keras.layers.Embedding(vocab_size, cfg.embedding_dim, name="embedding"),
             keras.layers.LSTM(cfg.rnn_units, return_sequences=True, stateful=stateful, name="lstm_1"),
+            *dropout("dropout_1"),
             keras.layers.LSTM(cfg.rnn_units, return_sequences=True, stateful=stateful, name="lstm_2"),
-            keras.layers.Dense(vocab_size, name="logits"),
+            *dropout("dropout_2"),
+            # Logits in float32 even under a mixed-precision policy: softmax and loss need the range.
+            keras.layers.Dense(vocab_size, dtype="float32", name="logits"),
         ],
         name="char_lstm",
     )

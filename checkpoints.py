@@ -1,0 +1,149 @@
+"""Training checkpoints: save often, resume after a crash or kill -9, refuse to resume into a different run.
+
+    <checkpoint_dir>/run.json           the settings and vocabulary of the run the checkpoints belong to
+    <checkpoint_dir>/ckpt-<step>.*      model, optimizer, step and early-stopping state (the last few kept)
+    <checkpoint_dir>/best/ckpt-<step>.* the weights with the best validation score so far
+
+TensorFlow writes each checkpoint under a temporary name and only then points the `checkpoint`
+index file at it (itself replaced atomically), so a kill at any moment leaves the previous one
+usable. Where the data stream was needs no saving: the training batches are a fixed function of
+--seed, so resuming at step n skips the first n batches (cheap next to training on them).
+"""
+
+import json
+import math
+import pathlib
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from config import Config, fields_in_groups
+from errors import UserError
+from pipeline.sources import write_file_atomically
+from pipeline.vocab import Vocabulary
+
+RUN_FILE = "run.json"
+# Settings that say where things are, not what is trained: a resumed run may change them freely.
+SETTINGS_FREE_ON_RESUME = ("gutenberg_mirror", "cache_dir")
+
+
+class TrainingCheckpoints:
+    """The checkpoints of one training run: its step, model, optimizer and best validation score."""
+
+    def __init__(
+        self, directory: str, *, model: keras.Model, optimizer: keras.optimizers.Optimizer, keep: int, is_chief: bool = True
+    ):
+        self.directory = pathlib.Path(directory)
+        self.is_chief = is_chief
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.best_validation = tf.Variable(math.inf, dtype=tf.float32, trainable=False, name="best_validation")
+        self.epochs_without_improvement = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_without_improvement")
+        self._state = tf.train.Checkpoint(
+            model=model,
+            optimizer=optimizer,
+            step=self.step,
+            best_validation=self.best_validation,
+            epochs_without_improvement=self.epochs_without_improvement,
+        )
+        self._best = tf.train.Checkpoint(model=model)
+        # In multi-worker training every worker takes part in saving; only the chief's copy is kept.
+        write_to = self.directory if is_chief else pathlib.Path(tempfile.mkdtemp(prefix="charbook-worker-checkpoints-"))
+        self._latest = tf.train.CheckpointManager(self._state, write_to, max_to_keep=keep)
+        self._best_weights = tf.train.CheckpointManager(self._best, write_to / "best", max_to_keep=1)
+
+    def restore_or_start(self, cfg: Config, vocabulary: Vocabulary) -> int:
+        """Restores the latest checkpoint of this run and returns its step, or returns 0 for a fresh start.
+
+        With --noresume any earlier checkpoints are deleted. Raises UserError when the checkpoints
+        belong to a run with other data, model or vocabulary settings.
+        """
+        run = {"config": cfg.to_json_dict(), "vocabulary": json.loads(vocabulary.to_json())}
+        if not cfg.resume and self.is_chief and self.directory.exists():
+            shutil.rmtree(self.directory)
+        if _saved_checkpoints(self.directory):
+            _check_same_run(self.directory, run)
+            return self._restore_latest()
+        if self.is_chief:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            write_file_atomically(self.directory / RUN_FILE, json.dumps(run, indent=2, ensure_ascii=False).encode())
+        return 0
+
+    def save(self) -> None:
+        """Saves the current state as checkpoint number `step` (a no-op if that one exists already)."""
+        step = int(self.step.numpy())
+        if self._latest.latest_checkpoint and self._latest.latest_checkpoint.endswith(f"-{step}"):
+            return
+        self._latest.save(checkpoint_number=step)
+        self._clean_up_worker_copy()
+
+    def record_validation(self, bits_per_char: float) -> bool:
+        """Notes an epoch's validation score; keeps the weights if they are the best so far. True if so."""
+        if bits_per_char < float(self.best_validation.numpy()):
+            self.best_validation.assign(bits_per_char)
+            self.epochs_without_improvement.assign(0)
+            self._best_weights.save(checkpoint_number=int(self.step.numpy()))
+            self._clean_up_worker_copy()
+            return True
+        self.epochs_without_improvement.assign_add(1)
+        return False
+
+    def restore_best_weights(self) -> int | None:
+        """Loads the weights with the best validation score into the model; returns their step (None if none)."""
+        path = tf.train.latest_checkpoint(self.directory / "best")
+        if path is None:
+            return None
+        self._best.restore(path).expect_partial()
+        return int(path.rsplit("-", 1)[1])
+
+    def _restore_latest(self) -> int:
+        # A checkpoint damaged on disk (a truncated copy, a bad sector) falls back to the one before it.
+        for path in reversed(_saved_checkpoints(self.directory)):
+            try:
+                self._state.restore(path).assert_existing_objects_matched()
+                return int(self.step.numpy())
+            except (tf.errors.OpError, ValueError, AssertionError) as error:
+                print(f"warning: checkpoint {path} cannot be read ({type(error).__name__}); trying an older one")
+        raise UserError(
+            f"every checkpoint in {self.directory} is damaged; delete that directory or pass --noresume to start over"
+        )
+
+    def _clean_up_worker_copy(self) -> None:
+        if not self.is_chief:
+            shutil.rmtree(self._latest.directory, ignore_errors=True)
+
+
+def _saved_checkpoints(directory: pathlib.Path) -> list[str]:
+    """Paths of the checkpoints listed in `directory`'s index, oldest first (read afresh: other writers may have added one)."""
+    state = tf.train.get_checkpoint_state(directory)
+    return list(state.all_model_checkpoint_paths) if state else []
+
+
+def _check_same_run(directory: pathlib.Path, current: dict) -> None:
+    """Resuming with another vocabulary, model size or data would load weights into the wrong places."""
+    try:
+        saved = json.loads((directory / RUN_FILE).read_text(encoding="utf-8"))
+        saved_config = Config.from_json_dict(saved["config"]).to_json_dict()  # settings added since: defaults
+    except (OSError, ValueError, KeyError, TypeError, UserError) as error:
+        raise UserError(
+            f"{directory / RUN_FILE} is missing or damaged ({error}), so the checkpoints there cannot be checked; "
+            "pass --noresume to start over or choose another --checkpoint_dir"
+        ) from None
+    compared = [f.name for f in fields_in_groups("data", "model") if f.name not in SETTINGS_FREE_ON_RESUME]
+    differences = [
+        f"--{name} was {_flag_value(saved_config[name])}, now {_flag_value(current['config'][name])}"
+        for name in compared
+        if saved_config[name] != current["config"][name]
+    ]
+    if saved.get("vocabulary") != current["vocabulary"]:
+        differences.append("the vocabulary differs (the corpus changed)")
+    if differences:
+        raise UserError(
+            f"the checkpoints in {directory} belong to a different run: {'; '.join(differences)}. "
+            "Rerun with the same settings to resume, pass --noresume to start over, or choose another --checkpoint_dir"
+        )
+
+
+def _flag_value(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)

@@ -1,0 +1,86 @@
+"""Which devices train the model: a tf.distribute strategy for --strategy, and the matching mixed precision."""
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from errors import UserError
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The strategy --strategy names; 'auto' picks a TPU if one is attached, else all GPUs, else the CPU.
+
+    --batch_size is the global batch: a strategy splits each batch across its replicas.
+    """
+    if name == "auto":
+        if _tpu_address_is_known():
+            return make_strategy("tpu")
+        if len(tf.config.list_logical_devices("GPU")) > 1:
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.get_strategy()  # one GPU or the CPU: no replicas to keep in sync
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise UserError(
+                "--strategy=multiworker needs $TF_CONFIG listing every worker and this one's index; see BUILD.md"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        return _connect_to_tpu()
+    raise UserError(f"unknown --strategy={name!r}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the one worker that writes exports, checkpoints and logs (always, outside multi-worker training)."""
+    resolver = getattr(strategy.extended, "_cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    # Without an explicit chief, worker 0 plays that part.
+    return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0 and not _has_chief())
+
+
+def set_precision(mixed: bool, strategy: tf.distribute.Strategy) -> str:
+    """Sets Keras' global dtype policy for the models built next and returns its name.
+
+    float16 on GPUs, bfloat16 on TPUs (whose matrix units are made for it, with no loss scaling
+    needed); the weights stay float32 either way, so exports do not depend on this setting.
+    """
+    if not mixed:
+        policy = "float32"
+    elif isinstance(strategy, tf.distribute.TPUStrategy):
+        policy = "mixed_bfloat16"
+    else:
+        policy = "mixed_float16"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def describe(strategy: tf.distribute.Strategy) -> str:
+    """'MirroredStrategy over 2 replicas' and the like, for the start-up summary."""
+    return f"{type(strategy).__name__} over {strategy.num_replicas_in_sync} replica(s)"
+
+
+def _tpu_address_is_known() -> bool:
+    # Colab and Cloud TPU VMs announce their TPU through these variables.
+    return any(name in os.environ for name in ("COLAB_TPU_ADDR", "TPU_NAME", "TPU_ACCELERATOR_TYPE"))
+
+
+def _connect_to_tpu() -> tf.distribute.TPUStrategy:
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.OpError) as error:
+        raise UserError(f"--strategy=tpu found no TPU to use ({error}); on Colab pick a TPU runtime, or use --strategy=auto") from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _has_chief() -> bool:
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    return "chief" in cluster
