@@ -90,7 +90,12 @@ class TrainingCheckpoints:
         return False
 
     def restore_best_weights(self) -> int | None:
-        """Loads the weights with the best validation score into the model; returns their step (None if none)."""
+        """Loads the weights with the best validation score into the model; returns their step (None if none).
+
+        Only the chief, which exports, needs them (other workers' copies are gone, the chief's may be in the making).
+        """
+        if not self.is_chief:
+            return None
         path = tf.train.latest_checkpoint(self.directory / "best")
         if path is None:
             return None
@@ -103,7 +108,7 @@ class TrainingCheckpoints:
             try:
                 self._state.restore(path).assert_existing_objects_matched()
                 return int(self.step.numpy())
-            except (tf.errors.OpError, ValueError, AssertionError) as error:
+            except Exception as error:  # noqa: BLE001  (TensorFlow raises all sorts for a damaged file)
                 print(f"warning: checkpoint {path} cannot be read ({type(error).__name__}); trying an older one")
         raise UserError(
             f"every checkpoint in {self.directory} is damaged; delete that directory or pass --noresume to start over"

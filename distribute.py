@@ -23,7 +23,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # All GPUs; without any, every logical CPU device (one, unless the CPU was split for testing).
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise UserError(
@@ -37,10 +39,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True on the one worker that writes exports, checkpoints and logs (always, outside multi-worker training)."""
-    resolver = getattr(strategy.extended, "_cluster_resolver", None)
-    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
-    task_type, task_id = resolver.task_type, resolver.task_id
+    task_type, task_id = strategy.cluster_resolver.task_type, strategy.cluster_resolver.task_id
     # Without an explicit chief, worker 0 plays that part.
     return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0 and not _has_chief())
 
@@ -63,7 +64,10 @@ def set_precision(mixed: bool, strategy: tf.distribute.Strategy) -> str:
 
 def describe(strategy: tf.distribute.Strategy) -> str:
     """'MirroredStrategy over 2 replicas' and the like, for the start-up summary."""
-    return f"{type(strategy).__name__} over {strategy.num_replicas_in_sync} replica(s)"
+    name = type(strategy).__name__
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        name = "MultiWorkerMirroredStrategy"  # rather than its implementation class, CollectiveAllReduceStrategy
+    return f"{name} over {strategy.num_replicas_in_sync} replica(s)"
 
 
 def _tpu_address_is_known() -> bool:

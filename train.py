@@ -48,8 +48,7 @@ def main(argv):
     )
     with strategy.scope():
         model = build_model(cfg, data.vocabulary.size)
-        optimizer = training.make_optimizer(cfg, total_steps=total_steps, num_replicas=strategy.num_replicas_in_sync)
-        optimizer.build(model.trainable_variables)
+        optimizer = training.make_optimizer(cfg, model, total_steps=total_steps, num_replicas=strategy.num_replicas_in_sync)
         checkpoints = TrainingCheckpoints(
             cfg.checkpoint_dir, model=model, optimizer=optimizer, keep=cfg.keep_checkpoints, is_chief=is_chief
         )
@@ -70,7 +69,7 @@ def main(argv):
     if result.steps_completed == first_step and result.interrupted:
         raise KeyboardInterrupt
     summary = f"{result.steps_completed:,} steps, train {result.train_bits_per_char:.3f} bits/char"
-    if result.validation_bits_per_char is not None:
+    if result.best_step is not None:
         summary += f", best validation {result.validation_bits_per_char:.3f} bits/char (step {result.best_step:,})"
     print(f"{'interrupted' if result.interrupted else 'done'}: {summary}")
     if is_chief:  # in multi-worker training every worker holds the same weights; one copy is enough

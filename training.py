@@ -61,8 +61,13 @@ class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
         )
 
 
-def make_optimizer(cfg: Config, *, total_steps: int, num_replicas: int = 1) -> keras.optimizers.Optimizer:
-    """Adam on the --lr_decay schedule with --clipnorm, loss-scaled when the model computes in float16.
+def make_optimizer(
+    cfg: Config, model: keras.Model, *, total_steps: int, num_replicas: int = 1
+) -> keras.optimizers.Optimizer:
+    """Adam for `model` on the --lr_decay schedule with --clipnorm, loss-scaled when the model computes in float16.
+
+    Call it in the strategy's scope: its variables are made here, beside the model's, not later
+    inside a compiled step (where a distributed strategy cannot create them).
 
     Keras clips each replica's share of the gradient before adding them up, so with n replicas each
     share is clipped to clipnorm / n: the sum then stays within clipnorm, as on one device.
@@ -77,6 +82,7 @@ def make_optimizer(cfg: Config, *, total_steps: int, num_replicas: int = 1) -> k
     optimizer = keras.optimizers.Adam(schedule, global_clipnorm=cfg.clipnorm / num_replicas if cfg.clipnorm else None)
     if keras.mixed_precision.global_policy().compute_dtype == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients would underflow otherwise
+    optimizer.build(model.trainable_variables)
     return optimizer
 
 
