@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import export
 from conftest import PROJECT_ROOT
@@ -44,6 +45,17 @@ def test_train_export_generate_round_trip(gutenberg_mirror, tmp_path):
     validation = float(re.search(r"step 150/150  validation ([\d.]+) bits/char", trained.stdout).group(1))
     assert validation < 4.0, trained.stdout
 
+    assert "--- sample after step 150 ---" in trained.stdout
+    assert logged_tags(tmp_path / "alice.logs") >= {
+        "train/loss",
+        "train/bits_per_char",
+        "train/learning_rate",
+        "train/chars_per_sec",
+        "validation/loss",
+        "validation/bits_per_char",
+        "samples",
+    }
+
     exported = export.load_export(export_dir)
     assert exported.steps_completed == 150
     assert exported.config.rnn_units == 64 and exported.config.books == (11,)
@@ -67,6 +79,16 @@ def test_train_export_generate_round_trip(gutenberg_mirror, tmp_path):
     assert first.startswith("Alice ") and len(first) == len("Alice ") + 80 + 1
     assert generate(seed=1) == first
     assert generate(seed=2) != first
+
+
+def logged_tags(logdir) -> set[str]:
+    """The TensorBoard tags written under `logdir`."""
+    return {
+        value.tag
+        for event_file in logdir.glob("events.out.tfevents.*")
+        for event in tf.compat.v1.train.summary_iterator(str(event_file))
+        for value in event.summary.value
+    }
 
 
 def test_ctrl_c_keeps_what_was_learned(gutenberg_mirror, tmp_path):
@@ -122,3 +144,54 @@ def test_bad_input_is_one_clear_message_and_exit_status_2(gutenberg_mirror, tmp_
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def logged_losses(stdout: str) -> dict[int, float]:
+    """{step: mean loss} from the progress lines."""
+    return {int(step.replace(",", "")): float(loss) for step, loss in re.findall(r"^step ([\d,]+)/[\d,]+  loss ([\d.]+)", stdout, re.M)}
+
+
+@pytest.mark.parametrize("kill_after", ["step 5/", "step 25/"])
+def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(gutenberg_mirror, tmp_path, kill_after):
+    flags = [
+        "--books=11",
+        f"--gutenberg_mirror={gutenberg_mirror}",
+        f"--cache_dir={tmp_path / 'cache'}",
+        f"--export_dir={tmp_path / 'export'}",
+        "--seq_len=20",
+        "--batch_size=16",
+        "--embedding_dim=8",
+        "--rnn_units=32",
+        "--learning_rate=0.01",
+        "--steps=60",
+        "--checkpoint_every=10",
+        "--log_every=5",
+        "--sample_length=0",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "train.py"), *flags], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT
+    )
+    before_kill = ""
+    for line in process.stdout:
+        before_kill += line
+        if line.startswith(kill_after):
+            process.kill()
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+    rerun = run("train.py", *flags)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert export.load_export(tmp_path / "export").steps_completed == 60
+    losses_before, losses_after = logged_losses(before_kill), logged_losses(rerun.stdout)
+    resumed = re.search(r"resuming from the checkpoint of step (\d+)", rerun.stdout)
+    if kill_after == "step 5/":  # before the first checkpoint: nothing to resume, a fresh start
+        assert resumed is None and min(losses_after) == 5
+        return
+    resumed_from = int(resumed.group(1))
+    assert resumed_from >= 20 and resumed_from % 10 == 0
+    assert min(losses_after) == resumed_from + 5  # the steps already checkpointed are not trained again
+    # The loss curve goes on from where it was, not from the untrained start.
+    assert losses_after[resumed_from + 5] < losses_before[5] - 0.3
+    assert losses_after[resumed_from + 5] == pytest.approx(losses_before[max(losses_before)], abs=0.3)
