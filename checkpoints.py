@@ -10,6 +10,7 @@ usable. Where the data stream was needs no saving: the training batches are a fi
 --seed, so resuming at step n skips the first n batches (cheap next to training on them).
 """
 
+import contextlib
 import json
 import math
 import pathlib
@@ -75,7 +76,8 @@ class TrainingCheckpoints:
         step = int(self.step.numpy())
         if self._latest.latest_checkpoint and self._latest.latest_checkpoint.endswith(f"-{step}"):
             return
-        self._latest.save(checkpoint_number=step)
+        with _clear_errors_on_write(self.directory):
+            self._latest.save(checkpoint_number=step)
         self._clean_up_worker_copy()
 
     def record_validation(self, bits_per_char: float) -> bool:
@@ -83,7 +85,8 @@ class TrainingCheckpoints:
         if bits_per_char < float(self.best_validation.numpy()):
             self.best_validation.assign(bits_per_char)
             self.epochs_without_improvement.assign(0)
-            self._best_weights.save(checkpoint_number=int(self.step.numpy()))
+            with _clear_errors_on_write(self.directory):
+                self._best_weights.save(checkpoint_number=int(self.step.numpy()))
             self._clean_up_worker_copy()
             return True
         self.epochs_without_improvement.assign_add(1)
@@ -117,6 +120,18 @@ class TrainingCheckpoints:
     def _clean_up_worker_copy(self) -> None:
         if not self.is_chief:
             shutil.rmtree(self._latest.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _clear_errors_on_write(directory: pathlib.Path):
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as error:
+        message = error.strerror if isinstance(error, OSError) else error.message
+        raise UserError(
+            f"cannot write a checkpoint to {directory}: {message}; the previous checkpoint is unchanged. "
+            "Free some disk space or choose another --checkpoint_dir, then rerun to resume from it"
+        ) from None
 
 
 def _saved_checkpoints(directory: pathlib.Path) -> list[str]:

@@ -45,6 +45,8 @@ def write_export(
     directory = pathlib.Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     _recover_interrupted_swap(directory)
+    for stale in directory.parent.glob(f".{directory.name}.partial-*"):  # left by a write that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     staging = pathlib.Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.partial-"))
     try:
         model.save_weights(staging / WEIGHTS_FILE)
@@ -67,6 +69,13 @@ def write_export(
         os.rename(staging, directory)
         _fsync(directory.parent)
         shutil.rmtree(previous, ignore_errors=True)
+    except OSError as error:  # a full disk, above all
+        shutil.rmtree(staging, ignore_errors=True)
+        kept = "the previous export there is unchanged" if directory.exists() else "nothing was written there"
+        raise UserError(
+            f"cannot write the export to {directory}: {_reason(error)}; {kept}. "
+            "Free some disk space or choose another --export_dir, then rerun: training resumes from its last checkpoint"
+        ) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -138,15 +147,25 @@ def _check_weights_file(directory: pathlib.Path, expected: dict) -> None:
         raise UserError(f"{directory / WEIGHTS_FILE} is damaged: its checksum does not match; export the model again")
 
 
+def _reason(error: OSError) -> str:
+    # h5py's messages run to several lines of internals; the errno says it in three words.
+    return os.strerror(error.errno) if error.errno else str(error)
+
+
 def _previous_copy(directory: pathlib.Path) -> pathlib.Path:
     return directory.with_name(f".{directory.name}.previous")
 
 
 def _recover_interrupted_swap(directory: pathlib.Path) -> None:
-    """A crash between write_export's two renames leaves only the previous copy: put it back."""
+    """A crash between write_export's two renames leaves only the previous copy: put it back.
+
+    A crash after both renames leaves the new export whole and the previous copy (partly) deleted: finish that.
+    """
     previous = _previous_copy(directory)
     if previous.is_dir() and not directory.exists():
         os.rename(previous, directory)
+    elif previous.is_dir():
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def _fsync(path: pathlib.Path) -> None:

@@ -1,11 +1,16 @@
 import dataclasses
+import errno
 import json
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 import export
+from conftest import PROJECT_ROOT
 from config import Config
 from errors import UserError
 from models.char_lstm import build_model
@@ -98,3 +103,86 @@ def test_unwritable_export_directory_is_caught_before_training(tmp_path):
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(UserError, match="cannot write the export to .*choose another --export_dir"):
         export.check_can_write(tmp_path / "file" / "export")
+
+
+# Writes exports of a mid-size model over and over, with steps_completed 1, 2, 3, ... until killed.
+EXPORT_FOREVER = """
+import sys
+import cli, export
+from config import Config
+from models.char_lstm import build_model
+from pipeline.vocab import build_vocabulary
+config = Config(embedding_dim=64, rnn_units=256)
+vocabulary = build_vocabulary(["the quick brown fox\\n"])
+model = build_model(config, vocabulary.size)
+for steps in range(1, 10_000):
+    export.write_export(sys.argv[1], model=model, config=config, vocabulary=vocabulary, steps_completed=steps)
+    print(steps, flush=True)
+"""
+
+
+def test_kill_9_while_exporting_leaves_a_whole_export(tmp_path):
+    directory = tmp_path / "export"
+    for delay in (0.05, 0.2, 0.35, 0.5, 0.8):
+        process = subprocess.Popen(
+            [sys.executable, "-c", EXPORT_FOREVER, str(directory)], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT
+        )
+        assert process.stdout.readline().strip() == "1"  # one export on disk; now kill it at some moment of a later one
+        time.sleep(delay)
+        process.kill()
+        process.wait()
+        exported = export.load_export(directory)  # reads and checks config, vocabulary and weights checksum
+        export.load_model(exported)
+        assert exported.steps_completed >= 1
+    # The next write clears what the killed ones left behind.
+    write(directory, steps=99)
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+# Writes an export, then tries again with the process' file-size limit too small for the weights: a real
+# write failure, as on a full disk.
+EXPORT_INTO_A_FULL_DISK = """
+import resource, signal, sys
+import cli, export
+from config import Config
+from errors import UserError
+from models.char_lstm import build_model
+from pipeline.vocab import build_vocabulary
+config = Config(embedding_dim=64, rnn_units=256)
+vocabulary = build_vocabulary(["the quick brown fox\\n"])
+export.write_export(sys.argv[1], model=build_model(config, vocabulary.size), config=config, vocabulary=vocabulary, steps_completed=1)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so that a write past the limit fails instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+try:
+    export.write_export(sys.argv[1], model=build_model(config, vocabulary.size), config=config, vocabulary=vocabulary, steps_completed=2)
+except UserError as error:
+    print(error)
+"""
+
+
+def test_a_failed_write_keeps_the_previous_export_and_says_so(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", EXPORT_INTO_A_FULL_DISK, str(tmp_path / "export")],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"cannot write the export to {tmp_path / 'export'}: File too large" in result.stdout
+    assert "the previous export there is unchanged" in result.stdout
+    assert export.load_export(tmp_path / "export").steps_completed == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+def test_a_full_disk_is_named(tmp_path, monkeypatch):
+    model = build_model(CONFIG, VOCABULARY.size)
+
+    def save_weights_on_a_full_disk(path):
+        open(path, "wb").write(b"half a file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(model, "save_weights", save_weights_on_a_full_disk)
+    with pytest.raises(UserError, match="No space left on device; nothing was written there. Free some disk space"):
+        export.write_export(tmp_path / "export", model=model, config=CONFIG, vocabulary=VOCABULARY, steps_completed=1)
+    assert list(tmp_path.iterdir()) == []
