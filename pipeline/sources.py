@@ -5,12 +5,13 @@ backoff, checked against its Content-Length, and cached atomically beside a SHA-
 (`pg84.txt.sha256`, in `sha256sum` format) that is checked each time the cached copy is used.
 """
 
-import concurrent.futures
+import functools
 import glob
 import hashlib
 import http.client
 import os
 import pathlib
+import queue
 import re
 import sys
 import tempfile
@@ -27,7 +28,8 @@ DOWNLOAD_TIMEOUT_SECONDS = 60.0
 DOWNLOAD_ATTEMPTS = 3
 BACKOFF_SECONDS = 1.0  # the wait before the second attempt; it doubles before each further one
 MAX_BOOK_IDS = 100_000  # more than Gutenberg holds: a larger --books is a typo in a range
-PROGRESS_INTERVAL_SECONDS = 10.0  # between progress lines when stderr is not a terminal
+PROGRESS_INTERVAL_SECONDS = 10.0
+USER_AGENT = "charbook (character-level text generator; downloads each book once and caches it)"  # between progress lines when stderr is not a terminal
 
 
 # --- --books: "84,1342", "1000-1100", "@ids.txt" ---
@@ -133,30 +135,23 @@ def fetch_gutenberg_books(
     """
     book_ids = list(dict.fromkeys(book_ids))
     progress = _Progress(len(book_ids), progress_stream or sys.stderr)
-    stop = threading.Event()  # set on Ctrl-C or a fatal error, so waiting workers give up early
-
-    def fetch(book_id):
-        options = dict(timeout=timeout, attempts=attempts, backoff=backoff, notify=progress.note, stop=stop)
-        return _fetch_gutenberg_book(book_id, mirror=mirror, cache_dir=cache_dir, **options)
-
+    stop = threading.Event()  # set when this call ends early (Ctrl-C, a full disk): workers stop taking books
+    options = dict(timeout=timeout, attempts=attempts, backoff=backoff, notify=progress.note, stop=stop)
+    fetch = functools.partial(_fetch_gutenberg_book, mirror=mirror, cache_dir=cache_dir, **options)
     paths, failures = {}, []
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="download")
     try:
-        futures = {executor.submit(fetch, book_id): book_id for book_id in book_ids}
-        for future in concurrent.futures.as_completed(futures):
-            try:
-                paths[futures[future]], downloaded_bytes = future.result()
-                progress.book_done(downloaded_bytes)
-            except BookUnavailable as error:
+        for book_id, fetched, error in _in_threads(fetch, book_ids, workers=workers, stop=stop):
+            if isinstance(error, BookUnavailable):
                 failures.append(error)
                 progress.book_failed()
-    except BaseException:
+            elif error is not None:  # not the book's fault (a full disk, an unwritable cache): stop everything
+                raise error
+            else:
+                paths[book_id], downloaded_bytes = fetched
+                progress.book_done(downloaded_bytes)
+    finally:
         stop.set()
-        executor.shutdown(wait=False, cancel_futures=True)
         progress.finish()
-        raise
-    executor.shutdown()
-    progress.finish()
 
     position = {book_id: i for i, book_id in enumerate(book_ids)}
     failures.sort(key=lambda error: position[error.book_id])
@@ -171,6 +166,34 @@ def fetch_gutenberg_books(
     if not paths:
         raise UserError(f"none of the {len(book_ids)} Gutenberg books could be fetched, so there is no text to use")
     return [(book_id, paths[book_id]) for book_id in book_ids if book_id in paths]
+
+
+def _in_threads(function, items: list, *, workers: int, stop: threading.Event):
+    """Yields (item, function(item), None) or (item, None, the exception it raised) as each call ends.
+
+    Runs on daemon threads: unlike a ThreadPoolExecutor's, they do not hold up Ctrl-C until their
+    downloads time out (a download cut off that way leaves nothing, as the cache is written atomically).
+    Threads take no new item once `stop` is set.
+    """
+    waiting, finished = queue.SimpleQueue(), queue.SimpleQueue()
+    for item in items:
+        waiting.put(item)
+
+    def work():
+        while not stop.is_set():
+            try:
+                item = waiting.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                finished.put((item, function(item), None))
+            except BaseException as error:
+                finished.put((item, None, error))
+
+    for _ in range(min(max(1, workers), len(items))):
+        threading.Thread(target=work, name="download", daemon=True).start()
+    for _ in items:
+        yield finished.get()
 
 
 def fetch_gutenberg_book(book_id: int, *, mirror: str, cache_dir: pathlib.Path, **options) -> pathlib.Path:
@@ -270,8 +293,9 @@ class _NotABook(Exception):
 
 
 def _download_once(url: str, *, timeout: float) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        content_type = response.headers.get("Content-Type", "") if response.headers else ""
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        content_type = response.headers.get("Content-Type", "")
         body = response.read()
     # Some servers (and captive portals) answer a request for a missing or blocked file with a web page.
     if "html" in content_type or body[:100].lstrip().lower().startswith((b"<!doctype html", b"<html")):

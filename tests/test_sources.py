@@ -322,6 +322,12 @@ def test_skip_missing_books_warns_and_goes_on_with_the_rest(scripted_mirror, tmp
         sources.fetch_gutenberg_books([2, 4], mirror=scripted_mirror.url, cache_dir=tmp_path, skip_missing=True, progress_stream=progress, **FAST)
 
 
+def test_a_cache_that_cannot_be_written_stops_everything_with_the_os_error(gutenberg_mirror, tmp_path):
+    (tmp_path / "not_a_directory").write_text("")
+    with pytest.raises(OSError):  # cli.run reports it in one line; it is no reason to skip a book
+        sources.fetch_gutenberg_books([11, 84], mirror=str(gutenberg_mirror), cache_dir=tmp_path / "not_a_directory", skip_missing=True)
+
+
 # --- --books ---
 
 
