@@ -28,8 +28,8 @@ DOWNLOAD_TIMEOUT_SECONDS = 60.0
 DOWNLOAD_ATTEMPTS = 3
 BACKOFF_SECONDS = 1.0  # the wait before the second attempt; it doubles before each further one
 MAX_BOOK_IDS = 100_000  # more than Gutenberg holds: a larger --books is a typo in a range
-PROGRESS_INTERVAL_SECONDS = 10.0
-USER_AGENT = "charbook (character-level text generator; downloads each book once and caches it)"  # between progress lines when stderr is not a terminal
+PROGRESS_INTERVAL_SECONDS = 10.0  # between progress lines when stderr is not a terminal
+USER_AGENT = "charbook (character-level text generator; downloads each book once and caches it)"
 
 
 # --- --books: "84,1342", "1000-1100", "@ids.txt" ---
@@ -77,7 +77,9 @@ def _ids_in_file(name: str) -> list[int]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "it is not a text file"
-        raise UserError(f"cannot read the --books file {name!r}: {reason}; give @ and the path of a file of ebook ids") from None
+        raise UserError(
+            f"cannot read the --books file {name!r}: {reason}; give @ and the path of a file of ebook ids"
+        ) from None
     ids = []
     for number, line in enumerate(lines, start=1):
         for item in _id_items(line.partition("#")[0]):
@@ -232,7 +234,7 @@ def _fetch_gutenberg_book(
 
 
 def write_cache_entry(path: pathlib.Path, data: bytes) -> None:
-    """Writes `data` and then its checksum file, each atomically: a crash between them leaves an entry that fails verification."""
+    """Writes `data`, then its checksum file, each atomically; a crash between the two leaves an entry that fails verification."""
     write_file_atomically(path, data)
     write_file_atomically(_checksum_path(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
 
@@ -259,33 +261,35 @@ def _checksum_path(path: pathlib.Path) -> pathlib.Path:
 def _download_book(book_id: int, url: str, *, timeout: float, attempts: int, backoff: float, stop: threading.Event) -> bytes:
     """The book's whole body at `url`, retrying transient failures with exponential backoff."""
     what = f"Gutenberg book {book_id}"
+    failed = f"{what} could not be downloaded from {url}"
+    timed_out = f"no answer within --download_timeout={timeout:g} seconds"
     for attempt in range(1, attempts + 1):
         try:
             return _download_once(url, timeout=timeout)
         except urllib.error.HTTPError as error:
+            answered = f"answered {error.code} {error.reason}"
             if error.code in (404, 410):
-                raise BookUnavailable(book_id, f"{what} is not on the mirror ({url} answered {error.code} {error.reason}); check the id") from None
-            reason = f"the server answered {error.code} {error.reason}"
+                raise BookUnavailable(book_id, f"{what} is not on the mirror ({url} {answered}); check the id") from None
+            reason = f"the server {answered}"
             if error.code < 500 and error.code != 429:  # only server trouble and rate limits pass with time
-                raise BookUnavailable(book_id, f"{what} could not be downloaded from {url}: {reason}; try another --gutenberg_mirror") from None
+                raise BookUnavailable(book_id, f"{failed}: {reason}; try another --gutenberg_mirror") from None
         except urllib.error.URLError as error:
             if url.startswith("file:"):
                 raise BookUnavailable(book_id, _local_mirror_problem(what, url, error.reason)) from None
-            reason = f"no answer within --download_timeout={timeout:g} seconds" if _is_timeout(error.reason) else f"cannot reach the server ({error.reason})"
+            reason = timed_out if _is_timeout(error.reason) else f"cannot reach the server ({error.reason})"
         except TimeoutError:
-            reason = f"no answer within --download_timeout={timeout:g} seconds"
+            reason = timed_out
         except http.client.IncompleteRead as error:
-            reason = f"the download was cut short ({len(error.partial):,} of {len(error.partial) + (error.expected or 0):,} bytes)"
+            got, expected = len(error.partial), len(error.partial) + (error.expected or 0)
+            reason = f"the download was cut short ({got:,} of {expected:,} bytes)"
         except (http.client.HTTPException, OSError) as error:  # a dropped connection, a garbled answer
             reason = f"the connection failed ({error.__class__.__name__}: {error})"
         except _NotABook as error:
-            raise BookUnavailable(book_id, f"{what} could not be downloaded from {url}: {error}; try another --gutenberg_mirror") from None
+            raise BookUnavailable(book_id, f"{failed}: {error}; try another --gutenberg_mirror") from None
         if attempt < attempts and stop.wait(backoff * 2 ** (attempt - 1)):
             break
-    times = f", {attempts} times" if attempts > 1 else ""
-    raise BookUnavailable(
-        book_id, f"{what} could not be downloaded from {url}: {reason}{times}; try again later or use another --gutenberg_mirror"
-    )
+    times = f", {attempt} times" if attempt > 1 else ""
+    raise BookUnavailable(book_id, f"{failed}: {reason}{times}; try again later or use another --gutenberg_mirror")
 
 
 class _NotABook(Exception):
@@ -311,7 +315,10 @@ def _local_mirror_problem(what: str, url: str, reason) -> str:
     path = pathlib.Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
     mirror = path.parents[3]  # <mirror>/cache/epub/<id>/pg<id>.txt
     if not mirror.is_dir():
-        return f"{what}: the --gutenberg_mirror directory {mirror} does not exist; check --gutenberg_mirror"
+        return (
+            f"{what}: the --gutenberg_mirror directory {mirror} does not exist; "
+            "check --gutenberg_mirror (a web mirror starts with https://)"
+        )
     if isinstance(reason, (FileNotFoundError, NotADirectoryError)):
         return f"{what} is not in the mirror directory: {path} does not exist; check the id or --gutenberg_mirror"
     return f"{what} cannot be read from the mirror directory: {path}: {getattr(reason, 'strerror', None) or reason}"

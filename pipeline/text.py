@@ -7,7 +7,12 @@ from errors import UserError
 
 UTF8_BOM = codecs.BOM_UTF8
 # UTF-32 first: its little-endian mark begins with UTF-16's.
-_BYTE_ORDER_MARKS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
+_BYTE_ORDER_MARKS = [
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+]
 _SNIFF_BYTES = 65536
 # Control characters that have no place in text (tab, line feed, vertical tab, form feed, carriage return,
 # Ctrl-Z, once an end-of-file mark, and escape, used for terminal colours, are left out).
@@ -62,7 +67,8 @@ def decode_text(raw: bytes, *, name: str) -> str:
         try:
             return raw.decode(codec)
         except UnicodeDecodeError as error:
-            raise UserError(f"{name} starts with a {codec.upper()} byte-order mark but is not valid {codec.upper()} (byte {error.start})") from None
+            encoding = codec.upper()
+            raise UserError(f"{name} starts with a {encoding} byte-order mark but is not valid {encoding} (byte {error.start})") from None
     _refuse_binary(raw, name=name)
     return raw.decode(codec)
 
@@ -76,7 +82,10 @@ def _refuse_binary(raw: bytes, *, name: str) -> None:
         )
     controls = len(sample) - len(sample.translate(None, _BINARY_CONTROL_BYTES))
     if controls > len(sample) * _MAX_CONTROL_SHARE:
-        raise UserError(f"{name} looks binary ({controls / len(sample):.0%} of its first bytes are control codes), not like text; pass text files only")
+        raise UserError(
+            f"{name} looks binary ({controls / len(sample):.0%} of its first bytes are control codes), not like text; "
+            "pass text files only"
+        )
 
 
 def _decodes(raw: bytes, codec: str) -> bool:
@@ -149,7 +158,8 @@ def clean_book_text(raw: bytes, *, name: str, lowercase: bool = False, collapse_
     Training, validation, evaluation and the vocabulary all read books through this function.
     """
     text = normalize_line_endings(decode_text(raw, name=name))
-    text = apply_cleaning_options(strip_gutenberg_boilerplate(text), lowercase=lowercase, collapse_whitespace=collapse_whitespace)
+    text = strip_gutenberg_boilerplate(text)
+    text = apply_cleaning_options(text, lowercase=lowercase, collapse_whitespace=collapse_whitespace)
     if not text.strip():
         raise UserError(f"{name} holds no text (it is empty or only blank lines); remove it from the corpus")
     return text
