@@ -97,13 +97,6 @@ class ScriptedMirror:
     def book(self, book_id, *responses):
         self.script[f"/cache/epub/{book_id}/pg{book_id}.txt"] = list(responses)
 
-    def slow(self, seconds, body):
-        def respond(handler):
-            self.released.wait(seconds)
-            ok(body)(handler)
-
-        return respond
-
     def requests_for(self, book_id):
         return self.requests[f"/cache/epub/{book_id}/pg{book_id}.txt"]
 
@@ -157,7 +150,7 @@ def test_book_downloaded_over_http_is_cached_with_its_checksum_and_then_needs_no
         ([status(500)], 3, r"Gutenberg book 5 could not be downloaded from http://\S+/pg5.txt: the server answered 500 "
                            r"Internal Server Error, 3 times; try again later or use another --gutenberg_mirror"),
         ([status(503)], 3, r"answered 503"),
-        ([status(403)], 1, r"answered 403 Forbidden; try another --gutenberg_mirror"),
+        ([status(403)], 1, r"from http://\S+/pg5.txt: the server answered 403 Forbidden; try another --gutenberg_mirror"),
         ([cut_short(b"only ten b", 1000)], 3, r"the download was cut short \(10 of 1,000 bytes\), 3 times"),
         ([html_page], 1, r"the mirror sent a web page, not the book's plain text"),
     ],
@@ -170,11 +163,29 @@ def test_download_failures_name_the_book_and_what_to_do(scripted_mirror, tmp_pat
     assert not (tmp_path / "gutenberg").exists() or not list((tmp_path / "gutenberg").iterdir())  # nothing cached
 
 
-def test_server_slower_than_the_timeout_is_given_up_on(scripted_mirror, tmp_path):
-    scripted_mirror.book(5, scripted_mirror.slow(5.0, BOOK))
+def stall(released, after_headers):
+    """Goes quiet (until the test ends) before answering at all, or after the headers and 20 bytes of the book."""
+
+    def respond(handler):
+        if not after_headers:
+            released.wait(5)
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(BOOK)))
+        handler.end_headers()
+        handler.wfile.write(BOOK[:20])
+        handler.wfile.flush()
+        released.wait(5)
+
+    return respond
+
+
+@pytest.mark.parametrize("after_headers", [False, True])
+def test_server_slower_than_the_timeout_is_given_up_on(scripted_mirror, tmp_path, after_headers):
+    scripted_mirror.book(5, stall(scripted_mirror.released, after_headers))
     with pytest.raises(UserError, match=r"Gutenberg book 5 .*no answer within --download_timeout=0.05 seconds, 2 times"):
         sources.load_gutenberg_book(5, mirror=scripted_mirror.url, cache_dir=tmp_path, timeout=0.05, attempts=2, backoff=0.001)
     assert scripted_mirror.requests_for(5) == 2
+    assert not (tmp_path / "gutenberg" / "pg5.txt").exists()
 
 
 @pytest.mark.parametrize(
