@@ -35,7 +35,10 @@ class Config:
         "or @FILE for a file of them (one or more per line, # starts a comment).",
     )
     files: str = _setting(
-        "", "data", "Glob pattern(s) of text files (UTF-8, Windows-1252 or Latin-1), comma separated, for --corpus=files (e.g. 'my/texts/*.txt')."
+        "",
+        "data",
+        "Glob pattern(s) of text files (UTF-8, Windows-1252 or Latin-1), comma separated, for --corpus=files "
+        "(e.g. 'my/texts/*.txt').",
     )
     gutenberg_mirror: str = _setting(
         OFFICIAL_GUTENBERG_MIRROR,
