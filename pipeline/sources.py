@@ -164,7 +164,7 @@ def fetch_gutenberg_books(
             "Fix or drop those ids, or pass --skip_missing_books to go on without them"
         )
     for error in failures:
-        progress.note(f"warning: skipping {error}")
+        progress.note(f"warning: {error}; going on without it (--skip_missing_books)")
     if not paths:
         raise UserError(f"none of the {len(book_ids)} Gutenberg books could be fetched, so there is no text to use")
     return [(book_id, paths[book_id]) for book_id in book_ids if book_id in paths]

@@ -326,8 +326,9 @@ def test_skip_missing_books_warns_and_goes_on_with_the_rest(scripted_mirror, tmp
     )
     assert [book_id for book_id, _ in fetched] == [1, 3]
     warnings = [line for line in progress.getvalue().splitlines() if line.startswith("warning")]
-    assert warnings[0].startswith("warning: skipping Gutenberg book 2 is not on the mirror")
-    assert warnings[1].startswith("warning: skipping Gutenberg book 4 is not on the mirror")
+    assert warnings[0].startswith("warning: Gutenberg book 2 is not on the mirror")
+    assert warnings[1].startswith("warning: Gutenberg book 4 is not on the mirror")
+    assert all(w.endswith("; check the id; going on without it (--skip_missing_books)") for w in warnings)
 
     with pytest.raises(UserError, match="none of the 2 Gutenberg books could be fetched"):
         sources.fetch_gutenberg_books([2, 4], mirror=scripted_mirror.url, cache_dir=tmp_path, skip_missing=True, progress_stream=progress, **FAST)
