@@ -74,7 +74,7 @@ def _parse_id_item(item: str, *, where: str) -> range:
 def _ids_in_file(name: str) -> list[int]:
     path = pathlib.Path(name).expanduser()
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "it is not a text file"
         raise UserError(
@@ -86,6 +86,8 @@ def _ids_in_file(name: str) -> list[int]:
             if item.startswith("@"):
                 raise UserError(f"{name} line {number}: a --books file cannot name another file ({item!r})")
             ids.extend(_parse_id_item(item, where=f"{name} line {number}"))
+            if len(ids) > MAX_BOOK_IDS:
+                raise UserError(f"{name} names more than {MAX_BOOK_IDS:,} ebooks; check its ranges")
     if not ids:
         raise UserError(f"the --books file {name} holds no ebook ids; write one or more per line, e.g. 84 or 1000-1100")
     return ids

@@ -359,7 +359,7 @@ def test_book_ids_ranges_and_lists(text, ids):
 
 
 def test_book_ids_from_a_file(tmp_path):
-    (tmp_path / "ids.txt").write_text("# my favourites\n84 1342   # Frankenstein, Pride\n\n2701,11\n100-102\n")
+    (tmp_path / "ids.txt").write_bytes(b"\xef\xbb\xbf# my favourites\r\n84 1342   # Frankenstein, Pride\n\n2701,11\n100-102\n")
     assert sources.parse_book_ids(f"5,@{tmp_path / 'ids.txt'},6") == (5, 84, 1342, 2701, 11, 100, 101, 102, 6)
 
 
@@ -375,6 +375,7 @@ def test_book_ids_from_a_file(tmp_path):
         ("@ids.txt", "# only a comment\n\n", r"holds no ebook ids"),
         ("@ids.txt", "84\n12a\n", r"ids.txt line 2: '12a' is not an ebook id"),
         ("@ids.txt", "@other.txt\n", r"ids.txt line 1: a --books file cannot name another file"),
+        ("@ids.txt", "1-90000\n90001-190000\n", r"ids.txt names more than 100,000 ebooks"),
         ("@missing.txt", None, r"cannot read the --books file '.*missing.txt': No such file or directory"),
     ],
 )
