@@ -327,15 +327,16 @@ def _local_mirror_problem(what: str, url: str, reason) -> str:
 
 
 class _Progress:
-    """'books 37/100, 12.3 MB downloaded, 2 failed' on `stream`: one line rewritten in place on a terminal,
-    a line every PROGRESS_INTERVAL_SECONDS otherwise. Silent while every book comes from the cache."""
+    """'books 37/100: 30 downloaded (12.3 MB), 5 from the cache, 2 failed' on `stream`: on a terminal one
+    line rewritten in place, otherwise a line every PROGRESS_INTERVAL_SECONDS and one at the end.
+    Silent while every book comes from the cache."""
 
     def __init__(self, total: int, stream):
         self.total, self.stream = total, stream
         self.done = self.failed = self.downloaded = self.bytes = 0
         self.on_terminal = hasattr(stream, "isatty") and stream.isatty()
-        self.last_line_at = time.monotonic()
-        self.line_shown = False
+        self.last_line, self.last_line_at = "", time.monotonic()
+        self.line_open = False  # a terminal line is waiting for its newline
         self.lock = threading.Lock()
 
     def book_done(self, downloaded_bytes: int) -> None:
@@ -354,34 +355,34 @@ class _Progress:
 
     def note(self, message: str) -> None:
         with self.lock:
-            if self.on_terminal and self.line_shown:
+            if self.line_open:  # the message takes the progress line's place; the line comes back below it
                 self.stream.write("\r\x1b[K")
-                self.line_shown = False
+                self.line_open, self.last_line = False, ""
             self.stream.write(message + "\n")
             self.stream.flush()
 
     def finish(self) -> None:
         with self.lock:
-            if self.downloaded or self.failed:
-                self._show(final=True)
-                if self.on_terminal:
-                    self.stream.write("\n")
-                    self.line_shown = False
-                self.stream.flush()
+            self._show(final=True)
+            if self.line_open:
+                self.stream.write("\n")
+                self.line_open = False
+            self.stream.flush()
 
     def _show(self, final: bool = False) -> None:
         if not (self.downloaded or self.failed):
             return
-        if not (final or self.on_terminal or time.monotonic() - self.last_line_at >= PROGRESS_INTERVAL_SECONDS):
-            return
-        self.last_line_at = time.monotonic()
         line = (
             f"books {self.done}/{self.total}: {self.downloaded} downloaded ({self.bytes / 1e6:.1f} MB), "
             f"{self.done - self.downloaded - self.failed} from the cache, {self.failed} failed"
         )
+        due = self.on_terminal or final or time.monotonic() - self.last_line_at >= PROGRESS_INTERVAL_SECONDS
+        if not due or line == self.last_line:
+            return
+        self.last_line, self.last_line_at = line, time.monotonic()
         if self.on_terminal:
             self.stream.write("\r\x1b[K" + line)
-            self.line_shown = True
+            self.line_open = True
         else:
             self.stream.write(line + "\n")
         self.stream.flush()

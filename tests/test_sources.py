@@ -24,8 +24,9 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture
 def http_mirror(gutenberg_mirror):
     """The local mirror served over HTTP on 127.0.0.1, as gutenberg.org would serve it."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(gutenberg_mirror)))
-    threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.01}, daemon=True).start()
+    handler = functools.partial(QuietHandler, directory=str(gutenberg_mirror))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
@@ -104,7 +105,7 @@ class ScriptedMirror:
 @pytest.fixture
 def scripted_mirror():
     mirror = ScriptedMirror()
-    threading.Thread(target=mirror.server.serve_forever, kwargs={'poll_interval': 0.01}, daemon=True).start()
+    threading.Thread(target=mirror.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
     yield mirror
     mirror.released.set()
     mirror.server.shutdown()
@@ -263,7 +264,9 @@ class Terminal(io.StringIO):
 def test_many_books_download_in_parallel_in_the_order_given(http_mirror, gutenberg_mirror, tmp_path):
     ids = [2701, 11, 84, 1342, 174, 1661]
     progress = io.StringIO()
-    fetched = sources.fetch_gutenberg_books(ids, mirror=http_mirror, cache_dir=tmp_path, workers=4, progress_stream=progress, **FAST)
+    fetched = sources.fetch_gutenberg_books(
+        ids, mirror=http_mirror, cache_dir=tmp_path, workers=4, progress_stream=progress, **FAST
+    )
 
     assert [book_id for book_id, _ in fetched] == ids
     for book_id, path in fetched:
@@ -286,7 +289,9 @@ def test_downloads_really_overlap(scripted_mirror, tmp_path):
 
     for book_id in (1, 2, 3, 4):
         scripted_mirror.book(book_id, together)
-    fetched = sources.fetch_gutenberg_books([1, 2, 3, 4], mirror=scripted_mirror.url, cache_dir=tmp_path, workers=4, attempts=1, timeout=10, progress_stream=io.StringIO())
+    fetched = sources.fetch_gutenberg_books(
+        [1, 2, 3, 4], mirror=scripted_mirror.url, cache_dir=tmp_path, workers=4, attempts=1, timeout=10, progress_stream=io.StringIO()
+    )
     assert [path.read_bytes() for _, path in fetched] == [BOOK] * 4
 
 
@@ -294,11 +299,37 @@ def test_progress_on_a_terminal_is_one_line_rewritten_in_place(scripted_mirror, 
     for book_id in (1, 2, 3):
         scripted_mirror.book(book_id, ok(BOOK))
     terminal = Terminal()
-    sources.fetch_gutenberg_books([1, 2, 3], mirror=scripted_mirror.url, cache_dir=tmp_path, workers=1, progress_stream=terminal, **FAST)
+    sources.fetch_gutenberg_books(
+        [1, 2, 3], mirror=scripted_mirror.url, cache_dir=tmp_path, workers=1, progress_stream=terminal, **FAST
+    )
     output = terminal.getvalue()
     assert output.count("\n") == 1 and output.endswith("\n")
-    assert output.count("\r\x1b[K") == 4  # after each book, then the final state
-    assert f"books 3/3: 3 downloaded (0.0 MB), 0 from the cache, 0 failed\n" in output
+    assert output.count("\r\x1b[K") == 3  # once after each book
+    assert "books 3/3: 3 downloaded (0.0 MB), 0 from the cache, 0 failed\n" in output
+
+    # A notice takes the progress line's place, which is then drawn again below it.
+    (tmp_path / "gutenberg" / "pg1.txt").unlink()
+    (tmp_path / "gutenberg" / "pg2.txt").write_bytes(b"damaged")
+    terminal = Terminal()
+    sources.fetch_gutenberg_books(
+        [1, 2, 3], mirror=scripted_mirror.url, cache_dir=tmp_path, workers=1, progress_stream=terminal, **FAST
+    )
+    first_line, note, rest = terminal.getvalue().split("\r\x1b[K", 3)[1:]
+    assert first_line == "books 1/3: 1 downloaded (0.0 MB), 0 from the cache, 0 failed"
+    assert note.startswith("note: the cached copy of Gutenberg book 2") and note.endswith("\n")
+    assert terminal.getvalue().endswith("\r\x1b[Kbooks 3/3: 2 downloaded (0.0 MB), 1 from the cache, 0 failed\n")
+
+
+def test_progress_in_a_log_file_is_an_occasional_line(scripted_mirror, tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "PROGRESS_INTERVAL_SECONDS", 0.0)  # as if each book took longer than the interval
+    for book_id in (1, 2):
+        scripted_mirror.book(book_id, ok(BOOK))
+    log = io.StringIO()
+    sources.fetch_gutenberg_books([1, 2], mirror=scripted_mirror.url, cache_dir=tmp_path, workers=1, progress_stream=log, **FAST)
+    assert log.getvalue() == (
+        "books 1/2: 1 downloaded (0.0 MB), 0 from the cache, 0 failed\n"
+        "books 2/2: 2 downloaded (0.0 MB), 0 from the cache, 0 failed\n"
+    )
 
 
 def test_every_book_is_tried_and_every_failure_listed(scripted_mirror, tmp_path):
