@@ -18,7 +18,8 @@ _SNIFF_BYTES = 65536
 # Ctrl-Z, once an end-of-file mark, and escape, used for terminal colours, are left out).
 _BINARY_CONTROL_BYTES = bytes(set(range(32)) - {9, 10, 11, 12, 13, 26, 27}) + b"\x7f"
 _MAX_CONTROL_SHARE = 0.01  # random bytes (zip, jpeg) are about 11% control characters; text is about 0%
-_LATIN1_FAMILY = {"ascii", "latin-1", "iso8859-1", "cp1252", "utf-8"}
+# Headers naming these are not needed (the bytes tell them apart better) and often wrong (ISO-8859-1 for Windows-1252).
+_LATIN1_FAMILY = {"ascii", "latin-1", "iso8859-1", "cp1252"}
 # "Character set encoding: ISO-8859-1" in the header of older Gutenberg files.
 _CHARSET_LINE = re.compile(rb"^Character set encoding:[ \t]*([A-Za-z0-9 _.:-]+?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 
@@ -50,7 +51,7 @@ def detect_encoding(raw: bytes) -> str:
     if _decodes(raw, "utf-8"):
         return "utf-8-sig" if raw.startswith(UTF8_BOM) else "utf-8"
     hint = _declared_codec(raw)
-    if hint and hint not in _LATIN1_FAMILY and _decodes(raw, hint):
+    if hint and hint not in _LATIN1_FAMILY and not hint.startswith("utf") and _decodes(raw, hint):
         return hint
     if re.search(rb"[\x80-\x9f]", raw) and _decodes(raw, "cp1252"):
         return "cp1252"
@@ -68,7 +69,9 @@ def decode_text(raw: bytes, *, name: str) -> str:
             return raw.decode(codec)
         except UnicodeDecodeError as error:
             encoding = codec.upper()
-            raise UserError(f"{name} starts with a {encoding} byte-order mark but is not valid {encoding} (byte {error.start})") from None
+            raise UserError(
+                f"{name} starts with a {encoding} byte-order mark but is not valid {encoding} (byte {error.start})"
+            ) from None
     _refuse_binary(raw, name=name)
     return raw.decode(codec)
 
@@ -92,7 +95,7 @@ def _decodes(raw: bytes, codec: str) -> bool:
     try:
         raw.decode(codec)
         return True
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, LookupError):  # LookupError: a codec that is no text encoding ('base64')
         return False
 
 

@@ -90,6 +90,9 @@ def test_line_endings_become_lf():
         (b"Character set encoding: ISO-8859-1\n\n" + "“Hi”".encode("cp1252"), "cp1252", "“Hi”"),
         (b"Character set encoding: ISO Latin-1\n\n" + "naïve".encode("latin-1"), "latin-1", "naïve"),
         (b"Character set encoding: ASCII\n\n" + "café".encode("latin-1"), "latin-1", "café"),
+        # Headers naming a multi-byte or non-text codec over 8-bit bytes are not believed.
+        (b"Character set encoding: UTF-16\n\n" + "caf\xe9s!".encode("latin-1"), "latin-1", "cafés!"),
+        (b"Character set encoding: base64\n\n" + "caf\xe9".encode("latin-1"), "latin-1", "café"),
     ],
 )
 def test_encodings_are_detected_and_decoded_without_replacement_characters(raw, encoding, text):
