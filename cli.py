@@ -9,6 +9,7 @@ from absl import app, flags, logging
 
 import config as config_lib
 from errors import UserError
+from pipeline import sources
 
 FLAGS = flags.FLAGS
 # Flags defined through this module belong to the entry script that asked for them, so its --help lists them.
@@ -83,8 +84,8 @@ def config_from_flags(
         if base is not None and not _was_given(f.name):
             continue
         value = FLAGS[f.name].value
-        if f.type not in (bool, int, float, str):
-            value = _parse_ids(f.name, value)
+        if f.type not in (bool, int, float, str):  # --books, kept by DEFINE_list as its comma-separated items
+            value = sources.parse_book_ids(",".join(value))
         values[f.name] = value
     return config_lib.Config.from_json_dict(values)
 
@@ -92,13 +93,6 @@ def config_from_flags(
 def _was_given(name: str) -> bool:
     environment_variable = _ENVIRONMENT_DEFAULTS.get(name)
     return FLAGS[name].present or bool(environment_variable and os.environ.get(environment_variable))
-
-
-def _parse_ids(name: str, items: list[str]) -> list[int]:
-    try:
-        return [int(item) for item in items if item.strip()]
-    except ValueError:
-        raise UserError(f"--{name} must be comma-separated whole numbers such as 1342,84,2701; got {','.join(items)!r}")
 
 
 def run(main) -> None:

@@ -30,9 +30,17 @@ class Config:
 
     # --- data: where text comes from and how it is cut into training examples ---
     corpus: str = _setting("gutenberg", "data", "Where training text comes from: 'gutenberg' (--books) or 'files' (--files).")
-    books: tuple[int, ...] = _setting(DEFAULT_BOOKS, "data", "Project Gutenberg ebook ids, comma separated, for --corpus=gutenberg.")
+    books: tuple[int, ...] = _setting(
+        DEFAULT_BOOKS,
+        "data",
+        "Project Gutenberg ebook ids for --corpus=gutenberg: ids and ranges, comma separated (84,1342,1000-1100), "
+        "or @FILE for a file of them (one or more per line, # starts a comment).",
+    )
     files: str = _setting(
-        "", "data", "Glob pattern(s) of UTF-8 text files, comma separated, for --corpus=files (e.g. 'my/texts/*.txt')."
+        "",
+        "data",
+        "Glob pattern(s) of text files (UTF-8, Windows-1252 or Latin-1), comma separated, for --corpus=files "
+        "(e.g. 'my/texts/*.txt').",
     )
     gutenberg_mirror: str = _setting(
         OFFICIAL_GUTENBERG_MIRROR,
@@ -42,6 +50,21 @@ class Config:
     )
     cache_dir: str = _setting(
         "", "data", "Where downloaded books are kept. Default from $CHARBOOK_CACHE_DIR, else ~/.cache/charbook."
+    )
+    download_workers: int = _setting(8, "data", "Books downloaded at the same time.")
+    download_timeout: float = _setting(
+        60.0, "data", "Seconds to wait for a mirror to connect or send more of a book before that attempt fails (3 attempts)."
+    )
+    skip_missing_books: bool = _setting(
+        False, "data", "Warn about books that cannot be fetched and go on with the rest, instead of stopping."
+    )
+    lowercase: bool = _setting(False, "data", "Lower-case all text before training, so the model learns fewer characters.")
+    collapse_whitespace: bool = _setting(
+        False,
+        "data",
+        "Reflow text: runs of spaces, tabs and single line breaks inside a paragraph become one space, and paragraphs "
+        "are separated by exactly one blank line (a line empty but for spaces ends a paragraph). "
+        "Verse and tables lose their line breaks.",
     )
     seq_len: int = _setting(100, "data", "Characters per training example; windows of seq_len + 1 give (input, target).")
     validation_fraction: float = _setting(
@@ -177,12 +200,15 @@ def _find_problems(cfg: Config) -> list[str]:
         ("top_k", 0, 1_000_000),
         ("num_samples", 1, 65_536),
         ("seed", 0, 2**31 - 1),
+        ("download_workers", 1, 256),
     ]:
         value = getattr(cfg, name)
         if not low <= value <= high:
             problems.append(f"--{name}={value} must be between {low:,} and {high:,}")
     if not 0 <= cfg.validation_fraction < 1:
         problems.append(f"--validation_fraction={cfg.validation_fraction} must be at least 0 and below 1")
+    if not 0 < cfg.download_timeout <= 3600:
+        problems.append(f"--download_timeout={cfg.download_timeout} must be above 0 and at most 3600 seconds")
     if not cfg.learning_rate > 0:
         problems.append(f"--learning_rate={cfg.learning_rate} must be positive")
     if not 0 <= cfg.dropout < 1:

@@ -43,23 +43,26 @@ class EvaluationBook:
 
 
 def load_books(
-    *, corpus: str, books: tuple[int, ...], files: str, gutenberg_mirror: str, cache_dir: pathlib.Path
+    *,
+    corpus: str,
+    books: tuple[int, ...],
+    files: str,
+    gutenberg_mirror: str,
+    cache_dir: pathlib.Path,
+    download_options: dict | None = None,
+    cleaning_options: dict | None = None,
 ) -> list[Book]:
-    """The cleaned text of every book of the corpus, in a fixed order."""
+    """The cleaned text of every book of the corpus, in a fixed order.
+
+    `download_options`: keyword arguments of sources.fetch_gutenberg_books (workers, skip_missing, timeout);
+    `cleaning_options`: those of text.clean_book_text (lowercase, collapse_whitespace).
+    """
     if corpus == "gutenberg":
-        named_bytes = [
-            (f"Gutenberg book {book_id}", sources.load_gutenberg_book(book_id, mirror=gutenberg_mirror, cache_dir=cache_dir))
-            for book_id in books
-        ]
+        fetched = sources.fetch_gutenberg_books(books, mirror=gutenberg_mirror, cache_dir=cache_dir, **(download_options or {}))
+        named_bytes = [(f"Gutenberg book {book_id}", path.read_bytes()) for book_id, path in fetched]
     else:
         named_bytes = [(str(path), sources.load_text_file(path)) for path in sources.find_text_files(files)]
-    loaded = []
-    for name, raw in named_bytes:
-        cleaned = text.clean_book_text(raw, name=name)
-        if not cleaned.strip():
-            raise UserError(f"{name} holds no text; remove it from the corpus")
-        loaded.append(Book(name, cleaned))
-    return loaded
+    return [Book(name, text.clean_book_text(raw, name=name, **(cleaning_options or {}))) for name, raw in named_bytes]
 
 
 def make_datasets(cfg: Config, *, vocabulary: Vocabulary | None = None) -> Datasets:
@@ -120,6 +123,8 @@ def _load_books_of(cfg: Config) -> list[Book]:
         files=cfg.files,
         gutenberg_mirror=cfg.gutenberg_mirror,
         cache_dir=pathlib.Path(cfg.cache_dir) if cfg.cache_dir else sources.default_cache_dir(),
+        download_options=dict(workers=cfg.download_workers, skip_missing=cfg.skip_missing_books, timeout=cfg.download_timeout),
+        cleaning_options=dict(lowercase=cfg.lowercase, collapse_whitespace=cfg.collapse_whitespace),
     )
 
 

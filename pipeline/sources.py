@@ -1,18 +1,99 @@
-"""Where raw book bytes come from: a Project Gutenberg mirror (with an on-disk cache) or the user's files."""
+"""Where raw book bytes come from: a Project Gutenberg mirror (with a verified on-disk cache) or the user's files.
 
+Books are fetched in parallel by `fetch_gutenberg_books`; every download is retried with exponential
+backoff, checked against its Content-Length, and cached atomically beside a SHA-256 checksum file
+(`pg84.txt.sha256`, in `sha256sum` format) that is checked each time the cached copy is used.
+"""
+
+import functools
 import glob
+import hashlib
+import http.client
 import os
 import pathlib
+import queue
+import re
+import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable
 
 from errors import UserError
 
-DOWNLOAD_TIMEOUT_SECONDS = 60
+DOWNLOAD_TIMEOUT_SECONDS = 60.0
 DOWNLOAD_ATTEMPTS = 3
+BACKOFF_SECONDS = 1.0  # the wait before the second attempt; it doubles before each further one
+MAX_BOOK_IDS = 100_000  # more than Gutenberg holds: a larger --books is a typo in a range
+PROGRESS_INTERVAL_SECONDS = 10.0  # between progress lines when stderr is not a terminal
+USER_AGENT = "charbook (character-level text generator; downloads each book once and caches it)"
+
+
+# --- --books: "84,1342", "1000-1100", "@ids.txt" ---
+
+
+def parse_book_ids(text: str) -> tuple[int, ...]:
+    """The ebook ids that a --books value names, in order, each once.
+
+    '84, 1342,1000-1003' -> (84, 1342, 1000, 1001, 1002, 1003); '@ids.txt' reads ids from a file,
+    one or more per line (commas or spaces between them), ranges allowed, '#' starts a comment.
+    """
+    ids = []
+    for item in _id_items(text):
+        if item.startswith("@"):
+            ids.extend(_ids_in_file(item[1:]))
+        else:
+            ids.extend(_parse_id_item(item, where="--books"))
+        if len(ids) > MAX_BOOK_IDS:
+            raise UserError(f"--books names more than {MAX_BOOK_IDS:,} ebooks; check its ranges")
+    return tuple(dict.fromkeys(ids))
+
+
+def _id_items(text: str) -> list[str]:
+    return [item for item in re.split(r"[,\s]+", text) if item]
+
+
+def _parse_id_item(item: str, *, where: str) -> range:
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
+    if not match:
+        raise UserError(f"{where}: {item!r} is not an ebook id or a range of them; write e.g. 84 or 1000-1100")
+    first = int(match.group(1))
+    last = int(match.group(2)) if match.group(2) else first
+    if first == 0:
+        raise UserError(f"{where}: {item!r}: Gutenberg ebook ids start at 1")
+    if last < first:
+        raise UserError(f"{where}: the range {item!r} runs backwards; write {last}-{first}")
+    if last - first >= MAX_BOOK_IDS:
+        raise UserError(f"{where}: the range {item!r} names more than {MAX_BOOK_IDS:,} ebooks; check it")
+    return range(first, last + 1)
+
+
+def _ids_in_file(name: str) -> list[int]:
+    path = pathlib.Path(name).expanduser()
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "it is not a text file"
+        raise UserError(
+            f"cannot read the --books file {name!r}: {reason}; give @ and the path of a file of ebook ids"
+        ) from None
+    ids = []
+    for number, line in enumerate(lines, start=1):
+        for item in _id_items(line.partition("#")[0]):
+            if item.startswith("@"):
+                raise UserError(f"{name} line {number}: a --books file cannot name another file ({item!r})")
+            ids.extend(_parse_id_item(item, where=f"{name} line {number}"))
+            if len(ids) > MAX_BOOK_IDS:
+                raise UserError(f"{name} names more than {MAX_BOOK_IDS:,} ebooks; check its ranges")
+    if not ids:
+        raise UserError(f"the --books file {name} holds no ebook ids; write one or more per line, e.g. 84 or 1000-1100")
+    return ids
+
+
+# --- Gutenberg: mirror, download, cache ---
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -30,19 +111,284 @@ def gutenberg_book_url(book_id: int, *, mirror: str) -> str:
     return f"{mirror.rstrip('/')}/cache/epub/{book_id}/pg{book_id}.txt"
 
 
-def fetch_gutenberg_book(book_id: int, *, mirror: str, cache_dir: pathlib.Path) -> pathlib.Path:
-    """Path of the cached copy of ebook `book_id`, downloading it first if it is not cached yet."""
-    cached = pathlib.Path(cache_dir) / "gutenberg" / f"pg{book_id}.txt"
-    if cached.is_file():
-        return cached
-    url = gutenberg_book_url(book_id, mirror=mirror)
-    write_file_atomically(cached, _download(url, what=f"Gutenberg book {book_id}"))
-    return cached
+class BookUnavailable(UserError):
+    """One ebook could not be had from the mirror; the message names it and why."""
+
+    def __init__(self, book_id: int, message: str):
+        super().__init__(message)
+        self.book_id = book_id
 
 
-def load_gutenberg_book(book_id: int, *, mirror: str, cache_dir: pathlib.Path) -> bytes:
+def fetch_gutenberg_books(
+    book_ids: Iterable[int],
+    *,
+    mirror: str,
+    cache_dir: pathlib.Path,
+    workers: int = 8,
+    skip_missing: bool = False,
+    timeout: float = DOWNLOAD_TIMEOUT_SECONDS,
+    attempts: int = DOWNLOAD_ATTEMPTS,
+    backoff: float = BACKOFF_SECONDS,
+    progress_stream=None,
+) -> list[tuple[int, pathlib.Path]]:
+    """(id, cached path) of every ebook, in the order given, fetching those not cached on `workers` threads.
+
+    Every book is tried. Books that cannot be had end the call with one UserError listing each id
+    and why, unless `skip_missing`: then each is reported on `progress_stream` (default stderr) and
+    the rest are returned, as long as one is left.
+    """
+    book_ids = list(dict.fromkeys(book_ids))
+    progress = _Progress(len(book_ids), progress_stream or sys.stderr)
+    stop = threading.Event()  # set when this call ends early (Ctrl-C, a full disk): workers stop taking books
+    options = dict(timeout=timeout, attempts=attempts, backoff=backoff, notify=progress.note, stop=stop)
+    fetch = functools.partial(_fetch_gutenberg_book, mirror=mirror, cache_dir=cache_dir, **options)
+    paths, failures = {}, []
+    try:
+        for book_id, fetched, error in _in_threads(fetch, book_ids, workers=workers, stop=stop):
+            if isinstance(error, BookUnavailable):
+                failures.append(error)
+                progress.book_failed()
+            elif error is not None:  # not the book's fault (a full disk, an unwritable cache): stop everything
+                raise error
+            else:
+                paths[book_id], downloaded_bytes = fetched
+                progress.book_done(downloaded_bytes)
+    finally:
+        stop.set()
+        progress.finish()
+
+    position = {book_id: i for i, book_id in enumerate(book_ids)}
+    failures.sort(key=lambda error: position[error.book_id])
+    if failures and not skip_missing:
+        listed = "\n".join(f"  {error}" for error in failures)
+        raise UserError(
+            f"{len(failures)} of {len(book_ids)} Gutenberg books could not be fetched:\n{listed}\n"
+            "Fix or drop those ids, or pass --skip_missing_books to go on without them"
+        )
+    for error in failures:
+        progress.note(f"warning: {error}; going on without it (--skip_missing_books)")
+    if not paths:
+        raise UserError(f"none of the {len(book_ids)} Gutenberg books could be fetched, so there is no text to use")
+    return [(book_id, paths[book_id]) for book_id in book_ids if book_id in paths]
+
+
+def _in_threads(function, items: list, *, workers: int, stop: threading.Event):
+    """Yields (item, function(item), None) or (item, None, the exception it raised) as each call ends.
+
+    Runs on daemon threads: unlike a ThreadPoolExecutor's, they do not hold up Ctrl-C until their
+    downloads time out (a download cut off that way leaves nothing, as the cache is written atomically).
+    Threads take no new item once `stop` is set.
+    """
+    waiting, finished = queue.SimpleQueue(), queue.SimpleQueue()
+    for item in items:
+        waiting.put(item)
+
+    def work():
+        while not stop.is_set():
+            try:
+                item = waiting.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                finished.put((item, function(item), None))
+            except BaseException as error:
+                finished.put((item, None, error))
+
+    for _ in range(min(max(1, workers), len(items))):
+        threading.Thread(target=work, name="download", daemon=True).start()
+    for _ in items:
+        yield finished.get()
+
+
+def fetch_gutenberg_book(book_id: int, *, mirror: str, cache_dir: pathlib.Path, **options) -> pathlib.Path:
+    """Path of the verified cached copy of ebook `book_id`, downloading it first if needed."""
+    path, _ = _fetch_gutenberg_book(book_id, mirror=mirror, cache_dir=cache_dir, **options)
+    return path
+
+
+def load_gutenberg_book(book_id: int, *, mirror: str, cache_dir: pathlib.Path, **options) -> bytes:
     """Raw bytes of ebook `book_id`, from the cache or the mirror."""
-    return fetch_gutenberg_book(book_id, mirror=mirror, cache_dir=cache_dir).read_bytes()
+    return fetch_gutenberg_book(book_id, mirror=mirror, cache_dir=cache_dir, **options).read_bytes()
+
+
+def _fetch_gutenberg_book(
+    book_id: int,
+    *,
+    mirror: str,
+    cache_dir: pathlib.Path,
+    timeout: float = DOWNLOAD_TIMEOUT_SECONDS,
+    attempts: int = DOWNLOAD_ATTEMPTS,
+    backoff: float = BACKOFF_SECONDS,
+    notify: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+    stop: threading.Event | None = None,
+) -> tuple[pathlib.Path, int]:
+    """(cached path, bytes downloaded: 0 when the cache already held a good copy)."""
+    cached = pathlib.Path(cache_dir) / "gutenberg" / f"pg{book_id}.txt"
+    problem = cache_entry_problem(cached)
+    if problem is None:
+        return cached, 0
+    if cached.exists():
+        notify(f"note: the cached copy of Gutenberg book {book_id} ({cached}) {problem}; fetching it again")
+    url = gutenberg_book_url(book_id, mirror=mirror)
+    data = _download_book(book_id, url, timeout=timeout, attempts=attempts, backoff=backoff, stop=stop or threading.Event())
+    write_cache_entry(cached, data)
+    return cached, len(data)
+
+
+def write_cache_entry(path: pathlib.Path, data: bytes) -> None:
+    """Writes `data`, then its checksum file, each atomically; a crash between the two leaves an entry that fails verification."""
+    write_file_atomically(path, data)
+    write_file_atomically(_checksum_path(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
+
+
+def cache_entry_problem(path: pathlib.Path) -> str | None:
+    """What is wrong with the cached file at `path` ('is not cached', a damaged copy), or None if it matches its checksum."""
+    if not path.is_file():
+        return "is not cached"
+    try:
+        recorded = _checksum_path(path).read_text(encoding="ascii").split()[0]
+    except FileNotFoundError:
+        return "has no checksum file (an interrupted download?)"
+    except (OSError, UnicodeDecodeError, IndexError):
+        return "has a damaged checksum file"
+    if hashlib.sha256(path.read_bytes()).hexdigest() != recorded.lower():
+        return "does not match its SHA-256 checksum (damaged or cut short)"
+    return None
+
+
+def _checksum_path(path: pathlib.Path) -> pathlib.Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _download_book(book_id: int, url: str, *, timeout: float, attempts: int, backoff: float, stop: threading.Event) -> bytes:
+    """The book's whole body at `url`, retrying transient failures with exponential backoff."""
+    what = f"Gutenberg book {book_id}"
+    failed = f"{what} could not be downloaded from {url}"
+    timed_out = f"no answer within --download_timeout={timeout:g} seconds"
+    for attempt in range(1, attempts + 1):
+        try:
+            return _download_once(url, timeout=timeout)
+        except urllib.error.HTTPError as error:
+            answered = f"answered {error.code} {error.reason}"
+            if error.code in (404, 410):
+                raise BookUnavailable(book_id, f"{what} is not on the mirror ({url} {answered}); check the id") from None
+            reason = f"the server {answered}"
+            if error.code < 500 and error.code != 429:  # only server trouble and rate limits pass with time
+                raise BookUnavailable(book_id, f"{failed}: {reason}; try another --gutenberg_mirror") from None
+        except urllib.error.URLError as error:
+            if url.startswith("file:"):
+                raise BookUnavailable(book_id, _local_mirror_problem(what, url, error.reason)) from None
+            reason = timed_out if _is_timeout(error.reason) else f"cannot reach the server ({error.reason})"
+        except TimeoutError:
+            reason = timed_out
+        except http.client.IncompleteRead as error:
+            got, expected = len(error.partial), len(error.partial) + (error.expected or 0)
+            reason = f"the download was cut short ({got:,} of {expected:,} bytes)"
+        except (http.client.HTTPException, OSError) as error:  # a dropped connection, a garbled answer
+            reason = f"the connection failed ({error.__class__.__name__}: {error})"
+        except _NotABook as error:
+            raise BookUnavailable(book_id, f"{failed}: {error}; try another --gutenberg_mirror") from None
+        if attempt < attempts and stop.wait(backoff * 2 ** (attempt - 1)):
+            break
+    times = f", {attempt} times" if attempt > 1 else ""
+    raise BookUnavailable(book_id, f"{failed}: {reason}{times}; try again later or use another --gutenberg_mirror")
+
+
+class _NotABook(Exception):
+    pass
+
+
+def _download_once(url: str, *, timeout: float) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        content_type = response.headers.get("Content-Type", "")
+        body = response.read()
+    # Some servers (and captive portals) answer a request for a missing or blocked file with a web page.
+    if "html" in content_type or body[:100].lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        raise _NotABook("the mirror sent a web page, not the book's plain text")
+    return body
+
+
+def _is_timeout(reason) -> bool:
+    return isinstance(reason, TimeoutError) or "timed out" in str(reason)
+
+
+def _local_mirror_problem(what: str, url: str, reason) -> str:
+    path = pathlib.Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+    mirror = path.parents[3]  # <mirror>/cache/epub/<id>/pg<id>.txt
+    if not mirror.is_dir():
+        return (
+            f"{what}: the --gutenberg_mirror directory {mirror} does not exist; "
+            "check --gutenberg_mirror (a web mirror starts with https://)"
+        )
+    if isinstance(reason, (FileNotFoundError, NotADirectoryError)):
+        return f"{what} is not in the mirror directory: {path} does not exist; check the id or --gutenberg_mirror"
+    return f"{what} cannot be read from the mirror directory: {path}: {getattr(reason, 'strerror', None) or reason}"
+
+
+class _Progress:
+    """'books 37/100: 30 downloaded (12.3 MB), 5 from the cache, 2 failed' on `stream`: on a terminal one
+    line rewritten in place, otherwise a line every PROGRESS_INTERVAL_SECONDS and one at the end.
+    Silent while every book comes from the cache."""
+
+    def __init__(self, total: int, stream):
+        self.total, self.stream = total, stream
+        self.done = self.failed = self.downloaded = self.bytes = 0
+        self.on_terminal = hasattr(stream, "isatty") and stream.isatty()
+        self.last_line, self.last_line_at = "", time.monotonic()
+        self.line_open = False  # a terminal line is waiting for its newline
+        self.lock = threading.Lock()
+
+    def book_done(self, downloaded_bytes: int) -> None:
+        with self.lock:
+            self.done += 1
+            if downloaded_bytes:
+                self.downloaded += 1
+                self.bytes += downloaded_bytes
+            self._show()
+
+    def book_failed(self) -> None:
+        with self.lock:
+            self.done += 1
+            self.failed += 1
+            self._show()
+
+    def note(self, message: str) -> None:
+        with self.lock:
+            if self.line_open:  # the message takes the progress line's place; the line comes back below it
+                self.stream.write("\r\x1b[K")
+                self.line_open, self.last_line = False, ""
+            self.stream.write(message + "\n")
+            self.stream.flush()
+
+    def finish(self) -> None:
+        with self.lock:
+            self._show(final=True)
+            if self.line_open:
+                self.stream.write("\n")
+                self.line_open = False
+            self.stream.flush()
+
+    def _show(self, final: bool = False) -> None:
+        if not (self.downloaded or self.failed):
+            return
+        line = (
+            f"books {self.done}/{self.total}: {self.downloaded} downloaded ({self.bytes / 1e6:.1f} MB), "
+            f"{self.done - self.downloaded - self.failed} from the cache, {self.failed} failed"
+        )
+        due = self.on_terminal or final or time.monotonic() - self.last_line_at >= PROGRESS_INTERVAL_SECONDS
+        if not due or line == self.last_line:
+            return
+        self.last_line, self.last_line_at = line, time.monotonic()
+        if self.on_terminal:
+            self.stream.write("\r\x1b[K" + line)
+            self.line_open = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+# --- the user's own files ---
 
 
 def find_text_files(patterns: str) -> list[pathlib.Path]:
@@ -78,38 +424,3 @@ def write_file_atomically(path: pathlib.Path, data: bytes) -> None:
     except BaseException:
         pathlib.Path(temporary).unlink(missing_ok=True)
         raise
-
-
-def _download(url: str, *, what: str) -> bytes:
-    """The whole body at `url`, retrying transient failures; a UserError names `what` and the reason."""
-    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-        try:
-            return _download_once(url)
-        except urllib.error.HTTPError as error:
-            reason = f"the server answered {error.code} {error.reason}"
-            if error.code == 404:
-                raise UserError(f"{what} is not on the mirror ({url}: 404 Not Found); check the id") from None
-            if error.code < 500:
-                break
-        except urllib.error.URLError as error:
-            if isinstance(error.reason, (FileNotFoundError, NotADirectoryError)):
-                raise UserError(f"{what} is not in the mirror directory: {urllib.parse.unquote(urllib.parse.urlsplit(url).path)} does not exist") from None
-            reason = f"cannot reach {url}: {error.reason}"
-        except (TimeoutError, OSError, _TruncatedDownload) as error:
-            reason = f"download from {url} failed: {error}"
-        if attempt < DOWNLOAD_ATTEMPTS:
-            time.sleep(2 ** attempt)
-    raise UserError(f"{what} could not be downloaded: {reason}. Check the network or --gutenberg_mirror and run again")
-
-
-class _TruncatedDownload(Exception):
-    pass
-
-
-def _download_once(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
-        body = response.read()
-        expected = response.headers.get("Content-Length") if hasattr(response, "headers") else None
-    if expected is not None and expected.isdigit() and int(expected) != len(body):
-        raise _TruncatedDownload(f"got {len(body):,} of {int(expected):,} bytes")
-    return body

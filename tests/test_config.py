@@ -24,6 +24,8 @@ def test_settings_unknown_to_this_version_are_ignored():
         ({"books": (84, -1)}, "--books ids must be positive"),
         ({"validation_fraction": 1.0}, "--validation_fraction=1.0 must be at least 0 and below 1"),
         ({"temperature": -1.0}, "--temperature=-1.0 must be 0"),
+        ({"download_workers": 0}, "--download_workers=0 must be between 1 and 256"),
+        ({"download_timeout": 0.0}, "--download_timeout=0.0 must be above 0"),
     ],
 )
 def test_bad_settings_are_refused_with_the_flag_named(settings, message):

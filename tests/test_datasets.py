@@ -59,3 +59,16 @@ def test_empty_file_is_named(tiny_config, tmp_path):
     cfg = dataclasses.replace(tiny_config, corpus="files", files=str(tmp_path / "empty.txt"))
     with pytest.raises(UserError, match="empty.txt holds no text"):
         make_datasets(cfg)
+
+
+def test_cleaning_options_reach_the_vocabulary(tiny_config):
+    plain = make_datasets(tiny_config).vocabulary.chars
+    cleaned = make_datasets(dataclasses.replace(tiny_config, lowercase=True, collapse_whitespace=True)).vocabulary.chars
+    assert "A" in plain and not any(c.isupper() for c in cleaned)
+
+
+def test_books_that_cannot_be_fetched_stop_the_run_unless_skipped(tiny_config):
+    cfg = dataclasses.replace(tiny_config, books=(11, 999999))
+    with pytest.raises(UserError, match="1 of 2 Gutenberg books could not be fetched:\n  Gutenberg book 999999 is not in"):
+        make_datasets(cfg)
+    assert make_datasets(dataclasses.replace(cfg, skip_missing_books=True)).num_books == 1

@@ -1,11 +1,24 @@
+import collections
 import functools
+import hashlib
 import http.server
+import io
+import subprocess
+import sys
 import threading
 
 import pytest
 
+from conftest import PROJECT_ROOT
 from errors import UserError
 from pipeline import sources
+
+FAST = dict(timeout=2.0, backoff=0.001)  # keeps retries quick; the slow-server case lowers the timeout further
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
 
 
 @pytest.fixture
@@ -13,16 +26,93 @@ def http_mirror(gutenberg_mirror):
     """The local mirror served over HTTP on 127.0.0.1, as gutenberg.org would serve it."""
     handler = functools.partial(QuietHandler, directory=str(gutenberg_mirror))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+# --- a scripted mirror: each path answers with the next of its scripted responses (the last one repeats) ---
+
+
+def ok(body):
+    def respond(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/plain; charset=utf-8")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return respond
+
+
+def status(code):
+    return lambda handler: handler.send_error(code)
+
+
+def redirect(code, location):
+    def respond(handler):
+        handler.send_response(code)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return respond
+
+
+def cut_short(body, claimed_length):
+    def respond(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(claimed_length))
+        handler.end_headers()
+        handler.wfile.write(body)
+        handler.close_connection = True
+
+    return respond
+
+
+def html_page(handler):
+    ok(b"<!DOCTYPE html><html><body>Please verify you are human</body></html>")(handler)
+
+
+class ScriptedMirror:
+    def __init__(self):
+        self.script = {}
+        self.requests = collections.Counter()
+        self.released = threading.Event()  # set at teardown: slow answers stop waiting
+        mirror = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                responses = mirror.script.get(self.path, [status(404)])
+                mirror.requests[self.path] += 1
+                responses[min(mirror.requests[self.path], len(responses)) - 1](self)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.handle_error = lambda *args: None  # clients that gave up leave broken pipes behind
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def book(self, book_id, *responses):
+        self.script[f"/cache/epub/{book_id}/pg{book_id}.txt"] = list(responses)
+
+    def requests_for(self, book_id):
+        return self.requests[f"/cache/epub/{book_id}/pg{book_id}.txt"]
+
+
+@pytest.fixture
+def scripted_mirror():
+    mirror = ScriptedMirror()
+    threading.Thread(target=mirror.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+    yield mirror
+    mirror.released.set()
+    mirror.server.shutdown()
+    mirror.server.server_close()
+
+
+BOOK = b"*** START OF THE PROJECT GUTENBERG EBOOK FIVE ***\nFive little words.\n"
 
 
 def test_book_url_follows_the_gutenberg_layout(tmp_path):
@@ -41,41 +131,308 @@ def test_book_from_a_local_mirror_directory_or_file_url(gutenberg_mirror, tmp_pa
     assert (tmp_path / "gutenberg" / "pg84.txt").read_bytes() == raw
 
 
-def test_book_downloaded_over_http_is_cached_and_then_needs_no_network(http_mirror, gutenberg_mirror, tmp_path):
+def test_book_downloaded_over_http_is_cached_with_its_checksum_and_then_needs_no_network(http_mirror, gutenberg_mirror, tmp_path):
     first = sources.load_gutenberg_book(11, mirror=http_mirror, cache_dir=tmp_path)
     assert first == (gutenberg_mirror / "cache/epub/11/pg11.txt").read_bytes()
+    # The checksum file is in sha256sum's format, so `sha256sum -c pg11.txt.sha256` checks it too.
+    checksum_file = tmp_path / "gutenberg" / "pg11.txt.sha256"
+    assert checksum_file.read_text() == f"{hashlib.sha256(first).hexdigest()}  pg11.txt\n"
     # Nothing listens on port 9 (discard): only the cache can answer now.
     again = sources.load_gutenberg_book(11, mirror="http://127.0.0.1:9", cache_dir=tmp_path)
     assert again == first
-    assert [p.name for p in (tmp_path / "gutenberg").iterdir()] == ["pg11.txt"]  # no temporary files left
+    assert sorted(p.name for p in (tmp_path / "gutenberg").iterdir()) == ["pg11.txt", "pg11.txt.sha256"]  # no temporary files
 
 
-def test_book_missing_from_the_http_mirror_is_named(http_mirror, tmp_path):
-    with pytest.raises(UserError, match="Gutenberg book 999999 is not on the mirror.*404"):
-        sources.load_gutenberg_book(999999, mirror=http_mirror, cache_dir=tmp_path)
-    assert not (tmp_path / "gutenberg" / "pg999999.txt").exists()
+@pytest.mark.parametrize(
+    "responses, requests, error",
+    [
+        ([status(404)], 1, r"Gutenberg book 5 is not on the mirror \(http://\S+/pg5.txt answered 404 Not Found\); check the id"),
+        ([status(410)], 1, r"Gutenberg book 5 is not on the mirror .*410"),
+        ([status(500)], 3, r"Gutenberg book 5 could not be downloaded from http://\S+/pg5.txt: the server answered 500 "
+                           r"Internal Server Error, 3 times; try again later or use another --gutenberg_mirror"),
+        ([status(503)], 3, r"answered 503"),
+        ([status(403)], 1, r"from http://\S+/pg5.txt: the server answered 403 Forbidden; try another --gutenberg_mirror"),
+        ([cut_short(b"only ten b", 1000)], 3, r"the download was cut short \(10 of 1,000 bytes\), 3 times"),
+        ([html_page], 1, r"the mirror sent a web page, not the book's plain text"),
+    ],
+)
+def test_download_failures_name_the_book_and_what_to_do(scripted_mirror, tmp_path, responses, requests, error):
+    scripted_mirror.book(5, *responses)
+    with pytest.raises(UserError, match=error):
+        sources.load_gutenberg_book(5, mirror=scripted_mirror.url, cache_dir=tmp_path, **FAST)
+    assert scripted_mirror.requests_for(5) == requests
+    assert not (tmp_path / "gutenberg").exists() or not list((tmp_path / "gutenberg").iterdir())  # nothing cached
 
 
-def test_book_missing_from_a_mirror_directory_is_named(gutenberg_mirror, tmp_path):
-    with pytest.raises(UserError, match="Gutenberg book 999999 is not in the mirror directory"):
+def stall(released, after_headers):
+    """Goes quiet (until the test ends) before answering at all, or after the headers and 20 bytes of the book."""
+
+    def respond(handler):
+        if not after_headers:
+            released.wait(5)
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(BOOK)))
+        handler.end_headers()
+        handler.wfile.write(BOOK[:20])
+        handler.wfile.flush()
+        released.wait(5)
+
+    return respond
+
+
+@pytest.mark.parametrize("after_headers", [False, True])
+def test_server_slower_than_the_timeout_is_given_up_on(scripted_mirror, tmp_path, after_headers):
+    scripted_mirror.book(5, stall(scripted_mirror.released, after_headers))
+    with pytest.raises(UserError, match=r"Gutenberg book 5 .*no answer within --download_timeout=0.05 seconds, 2 times"):
+        sources.load_gutenberg_book(5, mirror=scripted_mirror.url, cache_dir=tmp_path, timeout=0.05, attempts=2, backoff=0.001)
+    assert scripted_mirror.requests_for(5) == 2
+    assert not (tmp_path / "gutenberg" / "pg5.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "responses",
+    [
+        [status(500), status(502), ok(BOOK)],  # transient server errors pass on the third attempt
+        [cut_short(BOOK[:10], len(BOOK)), ok(BOOK)],
+        [redirect(302, "/files/5/5-0.txt")],
+        [redirect(301, "/files/5/5-0.txt")],
+    ],
+)
+def test_retries_and_redirects_end_in_the_whole_book(scripted_mirror, tmp_path, responses):
+    scripted_mirror.book(5, *responses)
+    scripted_mirror.script["/files/5/5-0.txt"] = [ok(BOOK)]
+    assert sources.load_gutenberg_book(5, mirror=scripted_mirror.url, cache_dir=tmp_path, **FAST) == BOOK
+    assert sources.cache_entry_problem(tmp_path / "gutenberg" / "pg5.txt") is None
+
+
+def test_retries_wait_twice_as_long_each_time(scripted_mirror):
+    scripted_mirror.book(5, status(500))
+    waits = []
+
+    class RecordingStop(threading.Event):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            return False
+
+    with pytest.raises(UserError):
+        sources._download_book(5, f"{scripted_mirror.url}/cache/epub/5/pg5.txt", timeout=2, attempts=4, backoff=0.001, stop=RecordingStop())
+    assert waits == [0.001, 0.002, 0.004]
+
+
+def test_book_missing_from_a_mirror_directory_names_the_path_looked_at(gutenberg_mirror, tmp_path):
+    expected = gutenberg_mirror.resolve() / "cache/epub/999999/pg999999.txt"
+    with pytest.raises(UserError, match=f"Gutenberg book 999999 is not in the mirror directory: {expected} does not exist; check the id"):
         sources.load_gutenberg_book(999999, mirror=str(gutenberg_mirror), cache_dir=tmp_path)
 
 
-def test_text_files_are_found_in_a_fixed_order(tmp_path):
-    for name in ["b.txt", "a.txt", "notes.md"]:
-        (tmp_path / name).write_text(name)
-    found = sources.find_text_files(f"{tmp_path}/*.txt, {tmp_path}/*.md")
-    assert [p.name for p in found] == ["a.txt", "b.txt", "notes.md"]
+def test_mirror_directory_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(UserError, match=f"Gutenberg book 84: the --gutenberg_mirror directory {tmp_path / 'nowhere'} does not exist"):
+        sources.load_gutenberg_book(84, mirror=(tmp_path / "nowhere").as_uri(), cache_dir=tmp_path / "cache")
 
 
-def test_pattern_matching_nothing_is_a_clear_error(tmp_path):
-    with pytest.raises(UserError, match="no files match --files pattern"):
-        sources.find_text_files(f"{tmp_path}/*.txt")
+@pytest.mark.parametrize(
+    "damage, notice",
+    [
+        (lambda book, checksum: book.write_bytes(book.read_bytes()[:-100]), "does not match its SHA-256 checksum"),
+        (lambda book, checksum: book.write_bytes(book.read_bytes().replace(b"Alice", b"Alica", 1)), "does not match its SHA-256"),
+        (lambda book, checksum: checksum.unlink(), "has no checksum file"),
+        (lambda book, checksum: checksum.write_text(""), "has a damaged checksum file"),
+    ],
+)
+def test_damaged_cache_entry_is_fetched_again_with_a_notice(gutenberg_mirror, tmp_path, capsys, damage, notice):
+    original = sources.load_gutenberg_book(11, mirror=str(gutenberg_mirror), cache_dir=tmp_path)
+    book = tmp_path / "gutenberg" / "pg11.txt"
+    damage(book, tmp_path / "gutenberg" / "pg11.txt.sha256")
+    capsys.readouterr()
+
+    assert sources.load_gutenberg_book(11, mirror=str(gutenberg_mirror), cache_dir=tmp_path) == original
+
+    notice_line = capsys.readouterr().err
+    assert notice_line.startswith(f"note: the cached copy of Gutenberg book 11 ({book}) {notice}")
+    assert notice_line.endswith("; fetching it again\n") and notice_line.count("\n") == 1
+    assert sources.cache_entry_problem(book) is None
 
 
-def test_atomic_write_replaces_whole_files_only(tmp_path):
-    target = tmp_path / "deep" / "file.txt"
-    sources.write_file_atomically(target, b"first")
-    sources.write_file_atomically(target, b"second")
-    assert target.read_bytes() == b"second"
-    assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
+# --- many books at once ---
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_many_books_download_in_parallel_in_the_order_given(http_mirror, gutenberg_mirror, tmp_path):
+    ids = [2701, 11, 84, 1342, 174, 1661]
+    progress = io.StringIO()
+    fetched = sources.fetch_gutenberg_books(
+        ids, mirror=http_mirror, cache_dir=tmp_path, workers=4, progress_stream=progress, **FAST
+    )
+
+    assert [book_id for book_id, _ in fetched] == ids
+    for book_id, path in fetched:
+        assert path.read_bytes() == (gutenberg_mirror / f"cache/epub/{book_id}/pg{book_id}.txt").read_bytes()
+    total_mb = sum(path.stat().st_size for _, path in fetched) / 1e6
+    assert progress.getvalue().splitlines()[-1] == f"books 6/6: 6 downloaded ({total_mb:.1f} MB), 0 from the cache, 0 failed"
+
+    quiet = io.StringIO()
+    sources.fetch_gutenberg_books(ids, mirror="http://127.0.0.1:9", cache_dir=tmp_path, progress_stream=quiet)
+    assert quiet.getvalue() == ""  # all from the cache: nothing to report
+
+
+def test_downloads_really_overlap(scripted_mirror, tmp_path):
+    # Each answer waits until four requests are in flight at once, which only parallel downloads achieve.
+    all_four_asked = threading.Barrier(4, timeout=5)
+
+    def together(handler):
+        all_four_asked.wait()
+        ok(BOOK)(handler)
+
+    for book_id in (1, 2, 3, 4):
+        scripted_mirror.book(book_id, together)
+    fetched = sources.fetch_gutenberg_books(
+        [1, 2, 3, 4], mirror=scripted_mirror.url, cache_dir=tmp_path, workers=4, attempts=1, timeout=10, progress_stream=io.StringIO()
+    )
+    assert [path.read_bytes() for _, path in fetched] == [BOOK] * 4
+
+
+def test_progress_on_a_terminal_is_one_line_rewritten_in_place(scripted_mirror, tmp_path):
+    for book_id in (1, 2, 3):
+        scripted_mirror.book(book_id, ok(BOOK))
+    terminal = Terminal()
+    sources.fetch_gutenberg_books(
+        [1, 2, 3], mirror=scripted_mirror.url, cache_dir=tmp_path, workers=1, progress_stream=terminal, **FAST
+    )
+    output = terminal.getvalue()
+    assert output.count("\n") == 1 and output.endswith("\n")
+    assert output.count("\r\x1b[K") == 3  # once after each book
+    assert "books 3/3: 3 downloaded (0.0 MB), 0 from the cache, 0 failed\n" in output
+
+    # A notice takes the progress line's place, which is then drawn again below it.
+    (tmp_path / "gutenberg" / "pg1.txt").unlink()
+    (tmp_path / "gutenberg" / "pg2.txt").write_bytes(b"damaged")
+    terminal = Terminal()
+    sources.fetch_gutenberg_books(
+        [1, 2, 3], mirror=scripted_mirror.url, cache_dir=tmp_path, workers=1, progress_stream=terminal, **FAST
+    )
+    first_line, note, rest = terminal.getvalue().split("\r\x1b[K", 3)[1:]
+    assert first_line == "books 1/3: 1 downloaded (0.0 MB), 0 from the cache, 0 failed"
+    assert note.startswith("note: the cached copy of Gutenberg book 2") and note.endswith("\n")
+    assert terminal.getvalue().endswith("\r\x1b[Kbooks 3/3: 2 downloaded (0.0 MB), 1 from the cache, 0 failed\n")
+
+
+def test_progress_in_a_log_file_is_an_occasional_line(scripted_mirror, tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "PROGRESS_INTERVAL_SECONDS", 0.0)  # as if each book took longer than the interval
+    for book_id in (1, 2):
+        scripted_mirror.book(book_id, ok(BOOK))
+    log = io.StringIO()
+    sources.fetch_gutenberg_books([1, 2], mirror=scripted_mirror.url, cache_dir=tmp_path, workers=1, progress_stream=log, **FAST)
+    assert log.getvalue() == (
+        "books 1/2: 1 downloaded (0.0 MB), 0 from the cache, 0 failed\n"
+        "books 2/2: 2 downloaded (0.0 MB), 0 from the cache, 0 failed\n"
+    )
+
+
+def test_every_book_is_tried_and_every_failure_listed(scripted_mirror, tmp_path):
+    scripted_mirror.book(1, ok(BOOK))
+    scripted_mirror.book(3, status(500))
+    scripted_mirror.book(4, ok(BOOK))
+    progress = io.StringIO()
+    with pytest.raises(UserError) as raised:
+        sources.fetch_gutenberg_books([1, 2, 3, 4], mirror=scripted_mirror.url, cache_dir=tmp_path, progress_stream=progress, **FAST)
+
+    message = str(raised.value)
+    assert message.startswith("2 of 4 Gutenberg books could not be fetched:\n")
+    assert message.index("Gutenberg book 2 is not on the mirror") < message.index("Gutenberg book 3 could not be downloaded")
+    assert message.endswith("Fix or drop those ids, or pass --skip_missing_books to go on without them")
+    assert sources.cache_entry_problem(tmp_path / "gutenberg" / "pg4.txt") is None  # the good books are kept
+    assert progress.getvalue().splitlines()[-1] == "books 4/4: 2 downloaded (0.0 MB), 0 from the cache, 2 failed"
+
+
+def test_skip_missing_books_warns_and_goes_on_with_the_rest(scripted_mirror, tmp_path):
+    scripted_mirror.book(1, ok(BOOK))
+    scripted_mirror.book(3, ok(BOOK))
+    progress = io.StringIO()
+    fetched = sources.fetch_gutenberg_books(
+        [1, 2, 3, 4], mirror=scripted_mirror.url, cache_dir=tmp_path, skip_missing=True, progress_stream=progress, **FAST
+    )
+    assert [book_id for book_id, _ in fetched] == [1, 3]
+    warnings = [line for line in progress.getvalue().splitlines() if line.startswith("warning")]
+    assert warnings[0].startswith("warning: Gutenberg book 2 is not on the mirror")
+    assert warnings[1].startswith("warning: Gutenberg book 4 is not on the mirror")
+    assert all(w.endswith("; check the id; going on without it (--skip_missing_books)") for w in warnings)
+
+    with pytest.raises(UserError, match="none of the 2 Gutenberg books could be fetched"):
+        sources.fetch_gutenberg_books([2, 4], mirror=scripted_mirror.url, cache_dir=tmp_path, skip_missing=True, progress_stream=progress, **FAST)
+
+
+def test_a_cache_that_cannot_be_written_stops_everything_with_the_os_error(gutenberg_mirror, tmp_path):
+    (tmp_path / "not_a_directory").write_text("")
+    with pytest.raises(OSError):  # cli.run reports it in one line; it is no reason to skip a book
+        sources.fetch_gutenberg_books([11, 84], mirror=str(gutenberg_mirror), cache_dir=tmp_path / "not_a_directory", skip_missing=True)
+
+
+# --- --books ---
+
+
+@pytest.mark.parametrize(
+    "text, ids",
+    [
+        ("84", (84,)),
+        ("1342, 84,2701", (1342, 84, 2701)),
+        ("1000-1003", (1000, 1001, 1002, 1003)),
+        ("5-5,7", (5, 7)),
+        ("84,80-85", (84, 80, 81, 82, 83, 85)),  # each book once, where it first appears
+        ("", ()),
+    ],
+)
+def test_book_ids_ranges_and_lists(text, ids):
+    assert sources.parse_book_ids(text) == ids
+
+
+def test_book_ids_from_a_file(tmp_path):
+    (tmp_path / "ids.txt").write_bytes(b"\xef\xbb\xbf# my favourites\r\n84 1342   # Frankenstein, Pride\n\n2701,11\n100-102\n")
+    assert sources.parse_book_ids(f"5,@{tmp_path / 'ids.txt'},6") == (5, 84, 1342, 2701, 11, 100, 101, 102, 6)
+
+
+@pytest.mark.parametrize(
+    "text, file_text, error",
+    [
+        ("12a", None, r"--books: '12a' is not an ebook id or a range of them; write e.g. 84 or 1000-1100"),
+        ("84,-3", None, r"'-3' is not an ebook id"),
+        ("5-3", None, r"--books: the range '5-3' runs backwards; write 3-5"),
+        ("0", None, r"--books: '0': Gutenberg ebook ids start at 1"),
+        ("1-200000", None, r"the range '1-200000' names more than 100,000 ebooks"),
+        ("@ids.txt", "", r"the --books file .*ids.txt holds no ebook ids"),
+        ("@ids.txt", "# only a comment\n\n", r"holds no ebook ids"),
+        ("@ids.txt", "84\n12a\n", r"ids.txt line 2: '12a' is not an ebook id"),
+        ("@ids.txt", "@other.txt\n", r"ids.txt line 1: a --books file cannot name another file"),
+        ("@ids.txt", "1-90000\n90001-190000\n", r"ids.txt names more than 100,000 ebooks"),
+        ("@missing.txt", None, r"cannot read the --books file '.*missing.txt': No such file or directory"),
+    ],
+)
+def test_malformed_book_ids_are_refused_clearly(tmp_path, text, file_text, error):
+    if file_text is not None:
+        (tmp_path / "ids.txt").write_text(file_text)
+    text = text.replace("@", f"@{tmp_path}/")
+    with pytest.raises(UserError, match=error):
+        sources.parse_book_ids(text)
+
+
+def test_books_flag_takes_ranges_and_files_and_refuses_typos(tmp_path):
+    (tmp_path / "ids.txt").write_text("84\n")
+    # One process (TensorFlow's import is slow): the flag as given, then a typo in it.
+    script = (
+        "import cli\n"
+        "cli.define_config_flags('data')\n"
+        "def main(argv):\n"
+        "    print(cli.config_from_flags('data').books)\n"
+        "    cli.FLAGS.books = ['5-3']\n"
+        "    cli.config_from_flags('data')\n"
+        "cli.run(main)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, f"--books=1-3,@{tmp_path / 'ids.txt'}"], capture_output=True, text=True, cwd=PROJECT_ROOT
+    )
+    assert result.stdout == "(1, 2, 3, 84)\n"
+    assert result.stderr == "error: --books: the range '5-3' runs backwards; write 3-5\n"
+    assert result.returncode == 2

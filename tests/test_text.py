@@ -1,7 +1,18 @@
 import pytest
 
 from errors import UserError
-from pipeline.text import clean_book_text, decode_text, normalize_line_endings, strip_gutenberg_boilerplate
+from pipeline import sources
+from pipeline.text import (
+    apply_cleaning_options,
+    clean_book_text,
+    decode_text,
+    detect_encoding,
+    normalize_line_endings,
+    reflow_paragraphs,
+    strip_gutenberg_boilerplate,
+)
+
+WINDOWS_QUOTES = "café — “quoted” ‘single’ … œuvre €5"
 
 
 def read_book(gutenberg_mirror, book_id) -> bytes:
@@ -60,11 +71,89 @@ def test_line_endings_become_lf():
     assert clean_book_text(b"\xef\xbb\xbfone\r\ntwo\r\n", name="x") == "one\ntwo\n"
 
 
-def test_binary_file_is_refused_by_name():
-    with pytest.raises(UserError, match="program.exe looks like a binary file"):
-        decode_text(b"MZ\x90\x00\x03\x00\x00\x00", name="program.exe")
+@pytest.mark.parametrize(
+    "raw, encoding, text",
+    [
+        (b"plain ASCII", "utf-8", "plain ASCII"),
+        ("café “quoted”".encode("utf-8"), "utf-8", "café “quoted”"),
+        (b"\xef\xbb\xbf" + "café".encode("utf-8"), "utf-8-sig", "café"),
+        (WINDOWS_QUOTES.encode("cp1252"), "cp1252", WINDOWS_QUOTES),
+        ("café ÿ £ © déjà vu".encode("latin-1"), "latin-1", "café ÿ £ © déjà vu"),
+        # 0x81 and 0x8d mean nothing in Windows-1252: such bytes can only be Latin-1 (control codes).
+        (b"caf\xe9 \x81\x8d", "latin-1", "café \x81\x8d"),
+        (b"\xff\xfe" + "café — “quoted”".encode("utf-16-le"), "utf-16", "café — “quoted”"),
+        (b"\xfe\xff" + "café".encode("utf-16-be"), "utf-16", "café"),
+        (b"\xff\xfe\x00\x00" + "café".encode("utf-32-le"), "utf-32", "café"),
+        # A header naming a codec outside the Latin-1 family is believed when the bytes fit it.
+        (b"Character set encoding: ISO-8859-2\r\n\r\n" + "Dvořák".encode("iso8859-2"), "iso8859-2", "Dvořák"),
+        # A header saying ISO-8859-1 over Windows-1252 quotes (common in older Gutenberg files) is overruled.
+        (b"Character set encoding: ISO-8859-1\n\n" + "“Hi”".encode("cp1252"), "cp1252", "“Hi”"),
+        (b"Character set encoding: ISO Latin-1\n\n" + "naïve".encode("latin-1"), "latin-1", "naïve"),
+        (b"Character set encoding: ASCII\n\n" + "café".encode("latin-1"), "latin-1", "café"),
+        # Headers naming a multi-byte or non-text codec over 8-bit bytes are not believed.
+        (b"Character set encoding: UTF-16\n\n" + "caf\xe9s!".encode("latin-1"), "latin-1", "cafés!"),
+        (b"Character set encoding: base64\n\n" + "caf\xe9".encode("latin-1"), "latin-1", "café"),
+    ],
+)
+def test_encodings_are_detected_and_decoded_without_replacement_characters(raw, encoding, text):
+    assert detect_encoding(raw) == encoding
+    decoded = decode_text(raw, name="x")
+    assert decoded.endswith(text)
+    assert "\ufffd" not in decoded and not decoded.startswith("\ufeff")
 
 
-def test_text_that_is_not_utf8_is_refused_with_the_fix():
-    with pytest.raises(UserError, match="old.txt is not valid UTF-8.*iconv"):
-        decode_text("caf\u00e9".encode("cp1252"), name="old.txt")
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"MZ\x90\x00\x03\x00\x00\x00", "program.exe looks binary .*NUL bytes"),
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00", "program.exe looks binary"),
+        (b"PK\x03\x04\x14\x08\x08\x08" + bytes(range(1, 256)) * 4, "program.exe looks binary"),
+        (bytes(range(1, 256)) * 8, "program.exe looks binary .*control codes"),
+        ("text".encode("utf-16-le"), "program.exe looks binary .*UTF-16"),
+    ],
+)
+def test_binary_files_are_refused_by_name(raw, message):
+    with pytest.raises(UserError, match=message):
+        decode_text(raw, name="program.exe")
+
+
+def test_form_feeds_tabs_and_a_dos_end_of_file_mark_are_still_text():
+    assert decode_text(b"Chapter 1\f\n\tIt was\r\n\x1a", name="x") == "Chapter 1\f\n\tIt was\r\n\x1a"
+
+
+@pytest.mark.parametrize("raw", [b"", b"\xef\xbb\xbf", b"  \r\n\t\n", b"*** START OF THE PROJECT GUTENBERG EBOOK X ***\n\n"])
+def test_empty_or_blank_text_is_refused_by_name(raw):
+    with pytest.raises(UserError, match="empty.txt holds no text"):
+        clean_book_text(raw, name="empty.txt")
+
+
+@pytest.mark.parametrize(
+    "text, reflowed",
+    [
+        ("It is  a\ntruth.\n\n\n  Mr.\tBennet\n", "It is a truth.\n\nMr. Bennet\n"),
+        ("one\n \t \ntwo\n", "one\n\ntwo\n"),  # a line of only spaces ends a paragraph
+        ("\n\n  lead and trail  \n\n\n", "lead and trail\n"),
+        ("a\u00a0b\n", "a\u00a0b\n"),  # a no-break space is a character of the text, not layout
+    ],
+)
+def test_collapse_whitespace_reflows_paragraphs(text, reflowed):
+    assert reflow_paragraphs(text) == reflowed
+
+
+def test_cleaning_options_apply_after_the_boilerplate_is_gone():
+    raw = "licence\r\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\r\nIt WAS\r\n  Late.\r\n\r\nThe  End\r\n".encode("cp1252")
+    assert clean_book_text(raw, name="x") == "It WAS\n  Late.\n\nThe  End\n"
+    assert clean_book_text(raw, name="x", lowercase=True) == "it was\n  late.\n\nthe  end\n"
+    assert clean_book_text(raw, name="x", collapse_whitespace=True) == "It WAS Late.\n\nThe End\n"
+    assert apply_cleaning_options("A  B\nC", lowercase=True, collapse_whitespace=True) == "a b c\n"
+
+
+def test_latin1_book_end_to_end_through_the_cache_and_cleaning(tmp_path):
+    book = "Character set encoding: ISO-8859-1\n\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***\n\nDéjà vu, señor.\r\n"
+    mirror = tmp_path / "mirror"
+    (mirror / "cache/epub/7").mkdir(parents=True)
+    (mirror / "cache/epub/7/pg7.txt").write_bytes(book.encode("latin-1"))
+
+    raw = sources.load_gutenberg_book(7, mirror=str(mirror), cache_dir=tmp_path / "cache")
+
+    assert clean_book_text(raw, name="Gutenberg book 7") == "Déjà vu, señor.\n"

@@ -130,7 +130,7 @@ def test_ctrl_c_keeps_what_was_learned(gutenberg_mirror, tmp_path):
     "flags, message",
     [
         (["--seq_len=0"], "--seq_len=0 must be between 1"),
-        (["--books=84,moby"], "--books must be comma-separated whole numbers"),
+        (["--books=84,moby"], "--books: 'moby' is not an ebook id or a range of them"),
         (["--corpus=library"], "--corpus='library' is not one of gutenberg, files"),
         (["--corpus=files", "--files=/nonexistent/*.txt"], "no files match --files pattern '/nonexistent/*.txt'"),
         (["--books=999999"], "Gutenberg book 999999 is not in the mirror directory"),
