@@ -27,7 +27,7 @@ from pipeline.vocab import Vocabulary
 
 RUN_FILE = "run.json"
 # Settings that say where things are, not what is trained: a resumed run may change them freely.
-SETTINGS_FREE_ON_RESUME = ("gutenberg_mirror", "cache_dir")
+SETTINGS_FREE_ON_RESUME = ("gutenberg_mirror", "cache_dir", "download_workers", "download_timeout")
 
 
 class TrainingCheckpoints:
