@@ -2,12 +2,14 @@
 
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import training
 from checkpoints import TrainingCheckpoints
-from distribute import make_strategy
+from distribute import make_strategy, set_precision
 from models.char_lstm import build_model
 from pipeline.datasets import make_datasets
 
@@ -65,3 +67,21 @@ def test_patience_stops_training_and_keeps_the_best_weights(tiny_config, tmp_pat
     assert len(samples) == 4
     for best, now in zip(weights_at_step_4, model.weights):
         np.testing.assert_array_equal(best, now.numpy())
+
+
+def test_mixed_precision_keeps_weights_logits_and_loss_in_float32(tiny_config):
+    strategy = make_strategy("default")
+    assert set_precision(True, strategy) == "mixed_float16"
+    try:
+        model = build_model(tiny_config, 20)
+        optimizer = training.make_optimizer(tiny_config, model, total_steps=10)
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)  # float16 gradients would underflow
+        assert model.get_layer("lstm_1").compute_dtype == "float16"
+        assert all(w.dtype == "float32" for w in model.weights)
+        ids = tf.data.Dataset.from_tensors((tf.ones([4, 8], tf.int32), tf.ones([4, 8], tf.int32))).repeat()
+        train_step = training.make_train_step(model, optimizer, strategy, global_batch_size=4)
+        loss = train_step(iter(ids))
+        assert loss.dtype == tf.float32 and np.isfinite(loss.numpy())
+        assert model(tf.ones([1, 3], tf.int32)).dtype == "float32"
+    finally:
+        set_precision(False, strategy)
