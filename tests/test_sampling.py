@@ -65,8 +65,6 @@ def test_generation_equals_rerunning_the_whole_prefix_every_step():
     """The compiled loop with carried state is exactly the slow, obvious definition of greedy decoding."""
     config = Config(embedding_dim=4, rnn_units=8)
     training_model = build_model(config, VOCABULARY.size)
-    generation_model = build_model(config, VOCABULARY.size, batch_size=1, stateful=True)
-    generation_model.set_weights(training_model.get_weights())
 
     text = "he"
     for _ in range(30):
@@ -74,12 +72,12 @@ def test_generation_equals_rerunning_the_whole_prefix_every_step():
         logits[OOV_ID] = -np.inf
         text += VOCABULARY.decode([np.argmax(logits)])
 
-    generated = generate_text(generation_model, VOCABULARY, seed_text="he", length=30, temperature=0, seed=0)
+    generated = generate_text(training_model, VOCABULARY, seed_text="he", length=30, temperature=0, seed=0)
     assert "he" + "".join(generated) == text
 
 
 def test_same_seed_gives_the_same_text_from_a_real_model():
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size, batch_size=1, stateful=True)
+    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
 
     def text(seed):
         return "".join(generate_text(model, VOCABULARY, seed_text="hello", length=40, temperature=1.0, seed=seed))
@@ -90,7 +88,7 @@ def test_same_seed_gives_the_same_text_from_a_real_model():
 
 
 def test_seed_text_with_unknown_characters_names_them():
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size, batch_size=1, stateful=True)
+    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
     with pytest.raises(UserError, match="never saw in training: 'x', 'Z'"):
         generate_text(model, VOCABULARY, seed_text="hex Zed", length=5, temperature=1.0, seed=0)
 
@@ -101,11 +99,13 @@ def test_each_sample_ends_just_after_its_first_stop_string():
 
 
 def test_samples_generated_together_differ_and_repeat_with_the_seed():
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size, batch_size=3, stateful=True)
+    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
 
     def samples(seed):
         texts = ["", "", ""]
-        for chunk in generate_samples(model, VOCABULARY, seed_text="he", length=40, temperature=1.0, seed=seed):
+        for chunk in generate_samples(
+            model, VOCABULARY, seed_text="he", length=40, temperature=1.0, seed=seed, num_samples=3
+        ):
             texts = [text + new for text, new in zip(texts, chunk)]
         return texts
 
@@ -116,6 +116,6 @@ def test_samples_generated_together_differ_and_repeat_with_the_seed():
 
 
 def test_unknown_seed_characters_can_be_read_as_unknown():
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size, batch_size=1, stateful=True)
+    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
     text = "".join(generate_text(model, VOCABULARY, seed_text="hex", length=10, temperature=1.0, seed=0, allow_unknown=True))
     assert len(text) == 10 and "x" not in text
