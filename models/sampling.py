@@ -44,8 +44,38 @@ def greedy(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 
 def sample(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """An id per row drawn from softmax(logits): [batch, vocab] -> [batch]; the same seed gives the same ids."""
-    return tf.random.stateless_categorical(logits, 1, seed=seed, dtype=tf.int32)[:, 0]
+    """An id per row drawn from softmax(logits): [batch, vocab] -> [batch]; the same seed gives the same ids.
+
+    Gumbel-max: the argmax of logits plus Gumbel noise. The noise comes from uniform_noise, not
+    tf.random, whose XLA and plain-TensorFlow kernels draw different numbers from the same seed:
+    this way the compiled loop and the exported SavedModel write the same text for the same seed.
+    """
+    uniform = uniform_noise(tf.shape(logits), seed)
+    return tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), axis=-1, output_type=tf.int32)
+
+
+def uniform_noise(shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Floats in (0, 1) of `shape`, a function of the int32 seed [2] alone, bit for bit the same with or without XLA.
+
+    Each element's index is hashed with the seed by integer operations only (the MurmurHash3
+    finalizer), whose results XLA and TensorFlow's own kernels agree on.
+    """
+    seed = tf.bitcast(tf.cast(seed, tf.int32), tf.uint32)
+    key = _mix(seed[1] + _mix(seed[0] + _GOLDEN_RATIO))
+    index = tf.bitcast(tf.range(tf.reduce_prod(shape), dtype=tf.int32), tf.uint32)
+    bits = _mix(index * _GOLDEN_RATIO + key)
+    uniform = (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * 2.0**-24  # 24 bits: exact in float32
+    return tf.reshape(uniform, shape)
+
+
+_GOLDEN_RATIO = tf.constant(0x9E3779B9, tf.uint32)
+
+
+def _mix(x: tf.Tensor) -> tf.Tensor:
+    """MurmurHash3's 32-bit finalizer: every input bit flips each output bit with probability about 1/2."""
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16)) * tf.constant(0x85EBCA6B, tf.uint32)
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 13)) * tf.constant(0xC2B2AE35, tf.uint32)
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
 
 
 @functools.lru_cache(maxsize=64)

@@ -13,6 +13,7 @@ from models.sampling import (
     keep_top_p,
     make_next_id_fn,
     sample,
+    uniform_noise,
 )
 from pipeline.vocab import OOV_ID, build_vocabulary
 
@@ -30,6 +31,15 @@ def test_sampling_repeats_with_the_same_seed_and_follows_the_probabilities():
     assert first.tolist() == sample(logits, tf.constant([1, 0])).numpy().tolist()
     assert first.tolist() != sample(logits, tf.constant([2, 0])).numpy().tolist()
     np.testing.assert_allclose(np.bincount(first, minlength=3) / 2000, [0.7, 0.2, 0.1], atol=0.04)
+
+
+def test_noise_is_the_same_with_and_without_xla():
+    """So that the compiled loop and the exported SavedModel (no XLA) sample the same text."""
+    seed = tf.constant([11, 4])
+    noise = uniform_noise(tf.constant([3, 50]), seed).numpy()
+    compiled = tf.function(uniform_noise, jit_compile=True)(tf.constant([3, 50]), seed).numpy()
+    np.testing.assert_array_equal(noise, compiled)
+    assert 0 < noise.min() and noise.max() < 1 and abs(noise.mean() - 0.5) < 0.1
 
 
 def test_low_temperature_sharpens_the_distribution():
