@@ -78,12 +78,16 @@ def _mix(x: tf.Tensor) -> tf.Tensor:
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
 
 
-@functools.lru_cache(maxsize=64)
 def make_next_id_fn(*, temperature: float, top_k: int = 0, top_p: float = 1.0) -> NextIdFn:
     """The strategy the settings ask for: temperature 0 is greedy; otherwise temperature, then top-k, then top-p.
 
     The same settings give the same function, so the loop compiled for it is reused (_compiled_chunk).
     """
+    return _next_id_fn(float(temperature), int(top_k), float(top_p))
+
+
+@functools.lru_cache(maxsize=64)
+def _next_id_fn(temperature: float, top_k: int, top_p: float) -> NextIdFn:
     if temperature == 0:
         return greedy
 
