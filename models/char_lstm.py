@@ -11,10 +11,10 @@ from config import Config
 def build_model(cfg: Config, vocab_size: int, *, batch_size: int | None = None, stateful: bool = False) -> keras.Model:
     """Embedding -> LSTM -> LSTM -> Dense: int ids [batch, time] -> logits [batch, time, vocab_size].
 
-    Training uses the defaults (any batch size, fresh state per batch). Generation uses
-    batch_size=1, stateful=True, so each call continues from the state the previous call left;
-    Keras needs a fixed batch size for that. Both builds hold the same weights, so weights saved
-    from one load into the other.
+    Training uses the defaults (any batch size, fresh state per batch). With a fixed batch_size and
+    stateful=True each call continues from the state the previous call left. All builds hold the
+    same weights, so weights saved from one load into another. Generation does not call the model:
+    it reads its weights into step_weights and runs `step`, the same arithmetic one character at a time.
 
     The LSTMs keep Keras' default activations, no recurrent dropout and unroll=False: the
     settings that let TensorFlow run them with the fused cuDNN kernel on a GPU.

@@ -12,10 +12,13 @@ settings. Characters the model never saw read as the out-of-vocabulary id: a sig
 stop to ask. It runs without XLA, which TF Serving does not enable by default.
 """
 
+import contextlib
+import logging
 import os
 
 import keras
 import tensorflow as tf
+from absl import logging as absl_logging
 
 from models.char_lstm import StepWeights, step_weights
 from models.sampling import apply_temperature, greedy, prime, sample, sample_ids
@@ -75,4 +78,19 @@ class TextGenerationModule(tf.Module):
 def save_generation_model(directory: str | os.PathLike, model: keras.Model, vocabulary: Vocabulary) -> None:
     """Writes the SavedModel of `model`'s current weights and `vocabulary` into `directory`."""
     module = TextGenerationModule(model, vocabulary)
-    tf.saved_model.save(module, os.fspath(directory), signatures={SIGNATURE: module.generate})
+    with _info_logs_off():
+        tf.saved_model.save(module, os.fspath(directory), signatures={SIGNATURE: module.generate})
+
+
+@contextlib.contextmanager
+def _info_logs_off():
+    """Keeps the saver's INFO lines ("Assets written to ...", "Writing fingerprint ...") out of train.py's output."""
+    tensorflow_logger = logging.getLogger("tensorflow")
+    saved = tensorflow_logger.level, absl_logging.get_verbosity()
+    tensorflow_logger.setLevel(logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    try:
+        yield
+    finally:
+        tensorflow_logger.setLevel(saved[0])
+        absl_logging.set_verbosity(saved[1])

@@ -22,9 +22,12 @@ import tensorflow as tf
 generate = tf.saved_model.load(sys.argv[1]).signatures["generate"]
 texts = []
 for call in json.loads(sys.argv[2]):
-    text = generate(seed_text=tf.constant(call["seed_text"]), length=tf.constant(call["length"]),
-                    temperature=tf.constant(call["temperature"]), seed=tf.constant(call["seed"]))["generated_text"]
-    texts.append(text.numpy().decode("utf-8"))
+    try:
+        text = generate(seed_text=tf.constant(call["seed_text"]), length=tf.constant(call["length"]),
+                        temperature=tf.constant(call["temperature"]), seed=tf.constant(call["seed"]))["generated_text"]
+        texts.append(text.numpy().decode("utf-8"))
+    except tf.errors.InvalidArgumentError as error:
+        texts.append("error: " + error.message)
 print(json.dumps(texts))
 """
 
@@ -59,16 +62,18 @@ def test_saved_model_generates_like_charbook_without_charbook(exported, tmp_path
         {"seed_text": "the ", "length": 40, "temperature": 1.0, "seed": 8},
         {"seed_text": "THE Ω ", "length": 25, "temperature": 1.0, "seed": 1},  # unknown characters read as unknown
         {"seed_text": "a", "length": 0, "temperature": 1.0, "seed": 1},
+        {"seed_text": "", "length": 10, "temperature": 1.0, "seed": 1},
     ]
-    greedy, sampled, same_seed, other_seed, unknown_seed, empty = call_without_charbook(
+    greedy, sampled, same_seed, other_seed, unknown_seed, empty, no_seed_text = call_without_charbook(
         directory / export.SAVED_MODEL_DIR, calls, tmp_path
     )
 
     ours = "".join(generate_text(model, VOCABULARY, seed_text="the ", length=40, temperature=0, seed=0))
     assert greedy == ours
     assert sampled == same_seed != other_seed
-    for text, call in zip([greedy, sampled, other_seed, unknown_seed, empty], [*calls[:2], *calls[3:]]):
+    for text, call in zip([greedy, sampled, other_seed, unknown_seed, empty], [*calls[:2], *calls[3:6]]):
         assert len(text) == call["length"] and set(text) <= set(CHARACTERS)
+    assert no_seed_text.startswith("error: ") and "seed_text is empty; give at least one character" in no_seed_text
 
 
 def test_saved_model_samples_the_same_text_as_charbook(exported, tmp_path):
