@@ -78,8 +78,11 @@ class TextGenerationModule(tf.Module):
 def save_generation_model(directory: str | os.PathLike, model: keras.Model, vocabulary: Vocabulary) -> None:
     """Writes the SavedModel of `model`'s current weights and `vocabulary` into `directory`."""
     module = TextGenerationModule(model, vocabulary)
-    with _info_logs_off():
-        tf.saved_model.save(module, os.fspath(directory), signatures={SIGNATURE: module.generate})
+    try:
+        with _info_logs_off():
+            tf.saved_model.save(module, os.fspath(directory), signatures={SIGNATURE: module.generate})
+    except tf.errors.OpError as error:  # TensorFlow's file errors (a full disk, no permission) are not OSErrors
+        raise OSError(f"cannot write the SavedModel to {directory}: {error.message}") from None
 
 
 @contextlib.contextmanager

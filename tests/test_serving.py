@@ -10,6 +10,7 @@ import export
 from config import Config
 from models.char_lstm import build_model
 from models.sampling import generate_text
+from models.serving import save_generation_model
 from pipeline.vocab import build_vocabulary
 
 CHARACTERS = "the quick brown fox jumps over a lazy dog.\n"
@@ -83,3 +84,11 @@ def test_saved_model_samples_the_same_text_as_charbook(exported, tmp_path):
     )
     ours = "".join(generate_text(model, VOCABULARY, seed_text="a lazy ", length=50, temperature=0.8, seed=3))
     assert served == ours
+
+
+def test_a_saved_model_that_cannot_be_written_is_an_os_error(tmp_path):
+    """cli.run turns OSErrors into one line on stderr; TensorFlow's own file errors would be a traceback."""
+    (tmp_path / "file").write_text("not a directory")
+    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
+    with pytest.raises(OSError, match="cannot write the SavedModel to .*file/saved_model"):
+        save_generation_model(tmp_path / "file" / "saved_model", model, VOCABULARY)
