@@ -125,7 +125,7 @@ def sample_ids(
     num_steps; a fixed capacity keeps shapes static for XLA), then the logits and state after them.
     """
     never = -1e9 * tf.one_hot(OOV_ID, tf.shape(logits)[-1])  # the id of "a character unseen in training"
-    seed = tf.cast(seed, tf.int32)  # XLA's stateless sampling takes int32 seeds only
+    seed = tf.cast(seed, tf.int32)
     ids = tf.TensorArray(tf.int32, size=capacity, element_shape=logits.shape[:1])
 
     def one_step(i, logits, state, ids):
@@ -167,11 +167,10 @@ def generate_ids(
     weights = step_weights(model)
     logits, state = _compiled_prime(weights, tf.constant(seed_ids, tf.int32))
     sample_chunk = _compiled_chunk(next_id)
+    seed_bits = tf.constant(np.uint32(seed % 2**32).view(np.int32))  # any Python int; 0 to 2**31 - 1 stay as they are
     for first_position in range(0, length, CHUNK_SIZE):
         num_steps = min(CHUNK_SIZE, length - first_position)
-        ids, logits, state = sample_chunk(
-            weights, logits, state, tf.constant(seed, tf.int32), tf.constant(first_position), tf.constant(num_steps)
-        )
+        ids, logits, state = sample_chunk(weights, logits, state, seed_bits, tf.constant(first_position), tf.constant(num_steps))
         yield ids.numpy()[:, :num_steps]
 
 

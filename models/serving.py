@@ -33,10 +33,10 @@ class TextGenerationModule(tf.Module):
     def __init__(self, model: keras.Model, vocabulary: Vocabulary):
         super().__init__(name="charbook_generator")
         weights = step_weights(model)
-        variable = lambda tensor: tf.Variable(tensor, trainable=False)  # noqa: E731
-        self.first_gates = variable(weights.first_gates)
-        self.outgoing = [variable(tensor) for tensor in weights.outgoing]
-        self.biases = [variable(tensor) for tensor in weights.biases]
+        # Variables, not constants: the SavedModel keeps them in variables/ rather than inside its graph.
+        self.first_gates = tf.Variable(weights.first_gates, trainable=False)
+        self.outgoing = [tf.Variable(tensor, trainable=False) for tensor in weights.outgoing]
+        self.biases = [tf.Variable(tensor, trainable=False) for tensor in weights.biases]
         self.units = weights.units
         chars = tf.constant(vocabulary.chars)
         ids = tf.range(1, vocabulary.size, dtype=tf.int32)  # chars[i] has id i + 1 (pipeline/vocab.py)
