@@ -10,8 +10,6 @@
 import os
 from collections.abc import Iterator
 
-import keras
-
 import export
 from config import Config
 from models.sampling import generate_samples, generate_text
@@ -24,11 +22,11 @@ def sampling_settings(cfg: Config) -> dict:
 
 
 class TextGenerator:
-    """An export's model and vocabulary, with the stateful model for each number of samples built once."""
+    """An export's model and vocabulary, loaded once; the generation loop is compiled on first use only."""
 
     def __init__(self, exported: export.Export):
         self.export = exported
-        self._models: dict[int, keras.Model] = {}
+        self.model = export.load_model(exported)
 
     def unknown_chars(self, text: str) -> list[str]:
         """Characters of `text` the model never saw in training (a seed text with them needs allow_unknown)."""
@@ -41,12 +39,12 @@ class TextGenerator:
         flags of the same names; those left out take the export's saved values.
         """
         settings = sampling_settings(self.export.config) | settings
-        return generate_samples(self._model(num_samples), self.export.vocabulary, seed_text=seed_text, **settings)
+        return generate_samples(self.model, self.export.vocabulary, seed_text=seed_text, num_samples=num_samples, **settings)
 
     def stream(self, seed_text: str, **settings) -> Iterator[str]:
         """The new text of one sample, a few characters at a time, as it is sampled."""
         settings = sampling_settings(self.export.config) | settings
-        return generate_text(self._model(1), self.export.vocabulary, seed_text=seed_text, **settings)
+        return generate_text(self.model, self.export.vocabulary, seed_text=seed_text, **settings)
 
     def generate(self, seed_text: str, **settings) -> str:
         """The seed text followed by one generated sample."""
@@ -58,11 +56,6 @@ class TextGenerator:
         for chunk in self.stream_samples(seed_text, num_samples=num_samples, **settings):
             texts = [text + new_text for text, new_text in zip(texts, chunk)]
         return texts
-
-    def _model(self, num_samples: int) -> keras.Model:
-        if num_samples not in self._models:
-            self._models[num_samples] = export.load_model(self.export, batch_size=num_samples, stateful=True)
-        return self._models[num_samples]
 
 
 def load(export_dir: str | os.PathLike) -> TextGenerator:

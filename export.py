@@ -4,6 +4,8 @@
                                    and the size and SHA-256 of the weights file
     <export_dir>/vocab.json        the characters, in id order (pipeline/vocab.py)
     <export_dir>/model.weights.h5  Keras weights of models/char_lstm.build_model (no pickle anywhere)
+    <export_dir>/saved_model/      TensorFlow SavedModel with a "generate" signature, for TF Serving or any
+                                   TensorFlow program (models/serving.py); charbook itself reads the files above
 """
 
 import dataclasses
@@ -19,12 +21,14 @@ import keras
 from config import Config
 from errors import UserError
 from models.char_lstm import build_model
+from models.serving import SIGNATURE, save_generation_model
 from pipeline.vocab import Vocabulary
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "model.weights.h5"
+SAVED_MODEL_DIR = "saved_model"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +54,7 @@ def write_export(
     staging = pathlib.Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.partial-"))
     try:
         model.save_weights(staging / WEIGHTS_FILE)
+        save_generation_model(staging / SAVED_MODEL_DIR, model, vocabulary)
         weights_bytes = (staging / WEIGHTS_FILE).read_bytes()
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -57,10 +62,11 @@ def write_export(
             "vocab_size": vocabulary.size,
             "weights": {"file": WEIGHTS_FILE, "bytes": len(weights_bytes), "sha256": hashlib.sha256(weights_bytes).hexdigest()},
             "config": config.to_json_dict(),
+            "saved_model": {"directory": SAVED_MODEL_DIR, "signature": SIGNATURE},
         }
         (staging / VOCAB_FILE).write_text(vocabulary.to_json(), encoding="utf-8")
         (staging / CONFIG_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-        for path in staging.iterdir():
+        for path in staging.rglob("*"):
             _fsync(path)
         _fsync(staging)
         previous = _previous_copy(directory)

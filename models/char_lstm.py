@@ -1,4 +1,6 @@
-"""build_model(): the only place the network's layers are declared."""
+"""build_model(): the only place the network's layers are declared; and its arithmetic for one character at a time."""
+
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -9,10 +11,10 @@ from config import Config
 def build_model(cfg: Config, vocab_size: int, *, batch_size: int | None = None, stateful: bool = False) -> keras.Model:
     """Embedding -> LSTM -> LSTM -> Dense: int ids [batch, time] -> logits [batch, time, vocab_size].
 
-    Training uses the defaults (any batch size, fresh state per batch). Generation uses
-    batch_size=1, stateful=True, so each call continues from the state the previous call left;
-    Keras needs a fixed batch size for that. Both builds hold the same weights, so weights saved
-    from one load into the other.
+    Training uses the defaults (any batch size, fresh state per batch). With a fixed batch_size and
+    stateful=True each call continues from the state the previous call left. All builds hold the
+    same weights, so weights saved from one load into another. Generation does not call the model:
+    it reads its weights into step_weights and runs `step`, the same arithmetic one character at a time.
 
     The LSTMs keep Keras' default activations, no recurrent dropout and unroll=False: the
     settings that let TensorFlow run them with the fused cuDNN kernel on a GPU.
@@ -43,30 +45,61 @@ def reset_states(model: keras.Model) -> None:
         layer.reset_state()
 
 
-def read_states(model: keras.Model) -> list[tuple[tf.Tensor, tf.Tensor]]:
-    """The (h, c) state of each LSTM of a stateful model, each [batch, rnn_units]."""
-    return [(layer.states[0].value, layer.states[1].value) for layer in _lstm_layers(model)]
+class StepWeights(NamedTuple):
+    """The model's weights rearranged for generation, where one character costs one matrix product per LSTM.
 
-
-def write_states(model: keras.Model, states: list[tuple[tf.Tensor, tf.Tensor]]) -> None:
-    for layer, (h, c) in zip(_lstm_layers(model), states):
-        layer.states[0].assign(h)
-        layer.states[1].assign(c)
-
-
-def step_with_state(model: keras.Model, ids: tf.Tensor, states: list[tuple[tf.Tensor, tf.Tensor]]):
-    """One character per row through `model`'s layers, the state passed in and out instead of kept inside.
-
-    ids [batch] int32 -> logits [batch, vocab], new states. The same arithmetic as calling the
-    stateful model on ids[:, None], without Keras' per-call sequence machinery, so that a compiled
-    loop of these steps runs at the speed of its matrix products.
+    The first LSTM's input part, embedding @ kernel + bias, is looked up per id instead of
+    multiplied. Each LSTM's new output h feeds two products, the next layer's input part (or the
+    logits) and its own recurrent part for the next character: `outgoing[k]` holds both kernels
+    side by side, so one product computes both.
     """
-    x = model.get_layer("embedding")(ids)  # [batch, embedding_dim]
-    new_states = []
-    for layer, (h, c) in zip(_lstm_layers(model), states):
-        x, (h, c) = layer.cell(x, [h, c])  # x: [batch, rnn_units]
-        new_states.append((h, c))
-    return model.get_layer("logits")(x), new_states
+
+    first_gates: tf.Tensor  # [vocab, 4 * units_1]
+    outgoing: tuple[tf.Tensor, ...]  # per LSTM k: [units_k, width_after_k + 4 * units_k], the next layer's kernel | own recurrent kernel
+    biases: tuple[tf.Tensor, ...]  # per LSTM k: the bias added after outgoing[k]'s product (next LSTM's, then the logits')
+    units: tuple[int, ...]  # per LSTM; Python ints, so shapes stay known in a tf.function traced for any size
+
+
+StepState = tuple[tuple[tf.Tensor, tf.Tensor], ...]  # per LSTM: (c [batch, units], h @ recurrent_kernel [batch, 4 * units])
+
+
+def step_weights(model: keras.Model) -> StepWeights:
+    """The current weights of a build_model model (any build) as StepWeights, in float32."""
+    lstms = _lstm_layers(model)
+    embeddings = tf.cast(model.get_layer("embedding").embeddings, tf.float32)
+    first = lstms[0].cell
+    first_gates = tf.matmul(embeddings, tf.cast(first.kernel, tf.float32)) + tf.cast(first.bias, tf.float32)
+    logits = model.get_layer("logits")
+    after = [(layer.cell.kernel, layer.cell.bias) for layer in lstms[1:]] + [(logits.kernel, logits.bias)]
+    outgoing = tuple(
+        tf.cast(tf.concat([next_kernel, layer.cell.recurrent_kernel], axis=1), tf.float32)
+        for layer, (next_kernel, _) in zip(lstms, after)
+    )
+    biases = tuple(tf.cast(bias, tf.float32) for _, bias in after)
+    return StepWeights(first_gates, outgoing, biases, units=tuple(layer.units for layer in lstms))
+
+
+def initial_step_state(weights: StepWeights, batch_size) -> StepState:
+    """The empty state every text starts from (h = c = 0), for `batch_size` rows."""
+    return tuple((tf.zeros([batch_size, units]), tf.zeros([batch_size, 4 * units])) for units in weights.units)
+
+
+def step(weights: StepWeights, ids: tf.Tensor, state: StepState) -> tuple[tf.Tensor, StepState]:
+    """One character per row: ids [batch] int32 -> logits [batch, vocab] and the new state.
+
+    The same arithmetic as the stateful model called on ids[:, None] (Keras' LSTM cell: gates
+    i, f, c, o; sigmoid and tanh), up to float rounding, at the cost of one matrix product per LSTM.
+    """
+    gates = tf.gather(weights.first_gates, ids)
+    new_state = []
+    for (c, recurrent), outgoing, bias, units in zip(state, weights.outgoing, weights.biases, weights.units):
+        input_gate, forget_gate, candidate, output_gate = tf.split(gates + recurrent, 4, axis=-1)
+        c = tf.sigmoid(forget_gate) * c + tf.sigmoid(input_gate) * tf.tanh(candidate)
+        h = tf.sigmoid(output_gate) * tf.tanh(c)
+        both = tf.matmul(h, outgoing)
+        new_state.append((c, both[:, -4 * units :]))
+        gates = both[:, : -4 * units] + bias
+    return gates, tuple(new_state)
 
 
 def _lstm_layers(model: keras.Model) -> list[keras.layers.LSTM]:

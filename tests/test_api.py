@@ -1,6 +1,7 @@
 import pytest
 
 import api
+from models import sampling
 import export
 from config import Config
 from errors import UserError
@@ -41,3 +42,16 @@ def test_generate_many_gives_each_sample_the_seed(generator):
 def test_bad_seed_text_raises_before_any_text(generator):
     with pytest.raises(UserError, match="never saw in training: 'Q'"):
         generator.stream("Q", length=5)
+
+
+def test_generation_compiles_once_for_the_same_settings(generator):
+    generator.generate("The ", length=40, temperature=0.5, seed=1)
+    generator.generate("The cat ", length=70, temperature=0.5, seed=2)  # a second seed length: the seed reader relaxes its shapes
+    chunk_loop = sampling._compiled_chunk(sampling.make_next_id_fn(temperature=0.5))
+    traces = chunk_loop.experimental_get_tracing_count(), sampling._compiled_prime.experimental_get_tracing_count()
+
+    generator.generate("The mat", length=100, temperature=0.5, seed=3)
+    generator.generate_many("a", num_samples=1, length=10, temperature=0.5, seed=4)
+
+    assert traces[0] == 1
+    assert (chunk_loop.experimental_get_tracing_count(), sampling._compiled_prime.experimental_get_tracing_count()) == traces

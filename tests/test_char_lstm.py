@@ -1,7 +1,7 @@
 import numpy as np
 
 from config import Config
-from models.char_lstm import build_model, reset_states
+from models.char_lstm import build_model, initial_step_state, reset_states, step, step_weights
 
 CONFIG = Config(embedding_dim=8, rnn_units=16)
 VOCAB_SIZE = 11
@@ -41,3 +41,19 @@ def test_reset_states_starts_a_new_text():
     fresh = stateful(np.array([[2]], np.int32)).numpy()
     assert not np.allclose(first, carried_on)
     np.testing.assert_allclose(fresh, first, atol=1e-6)
+
+
+def test_one_step_at_a_time_gives_the_models_own_logits():
+    model = build_model(CONFIG, VOCAB_SIZE)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in model.get_weights()])  # biases too
+    prefix = np.array([[3, 1, 4, 1, 5, 9, 2, 6], [2, 7, 1, 8, 2, 8, 1, 8]], np.int32)
+    weights = step_weights(model)
+
+    state = initial_step_state(weights, batch_size=2)
+    stepped = []
+    for position in range(prefix.shape[1]):
+        logits, state = step(weights, prefix[:, position], state)
+        stepped.append(logits.numpy())
+
+    np.testing.assert_allclose(np.stack(stepped, axis=1), model(prefix).numpy(), atol=1e-5)

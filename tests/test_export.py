@@ -30,7 +30,12 @@ def test_export_holds_everything_generation_needs(tmp_path):
     model = write(tmp_path / "export")
 
     loaded = export.load_export(tmp_path / "export")
-    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["config.json", "model.weights.h5", "vocab.json"]
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
+        "config.json",
+        "model.weights.h5",
+        "saved_model",
+        "vocab.json",
+    ]
     assert loaded.config == CONFIG
     assert loaded.steps_completed == 7
     assert loaded.vocabulary.chars == VOCABULARY.chars

@@ -13,6 +13,7 @@ from models.sampling import (
     keep_top_p,
     make_next_id_fn,
     sample,
+    uniform_noise,
 )
 from pipeline.vocab import OOV_ID, build_vocabulary
 
@@ -30,6 +31,15 @@ def test_sampling_repeats_with_the_same_seed_and_follows_the_probabilities():
     assert first.tolist() == sample(logits, tf.constant([1, 0])).numpy().tolist()
     assert first.tolist() != sample(logits, tf.constant([2, 0])).numpy().tolist()
     np.testing.assert_allclose(np.bincount(first, minlength=3) / 2000, [0.7, 0.2, 0.1], atol=0.04)
+
+
+def test_noise_is_the_same_with_and_without_xla():
+    """So that the compiled loop and the exported SavedModel (no XLA) sample the same text."""
+    seed = tf.constant([11, 4])
+    noise = uniform_noise(tf.constant([3, 50]), seed).numpy()
+    compiled = tf.function(uniform_noise, jit_compile=True)(tf.constant([3, 50]), seed).numpy()
+    np.testing.assert_array_equal(noise, compiled)
+    assert 0 < noise.min() and noise.max() < 1 and abs(noise.mean() - 0.5) < 0.1
 
 
 def test_low_temperature_sharpens_the_distribution():
@@ -65,8 +75,6 @@ def test_generation_equals_rerunning_the_whole_prefix_every_step():
     """The compiled loop with carried state is exactly the slow, obvious definition of greedy decoding."""
     config = Config(embedding_dim=4, rnn_units=8)
     training_model = build_model(config, VOCABULARY.size)
-    generation_model = build_model(config, VOCABULARY.size, batch_size=1, stateful=True)
-    generation_model.set_weights(training_model.get_weights())
 
     text = "he"
     for _ in range(30):
@@ -74,12 +82,12 @@ def test_generation_equals_rerunning_the_whole_prefix_every_step():
         logits[OOV_ID] = -np.inf
         text += VOCABULARY.decode([np.argmax(logits)])
 
-    generated = generate_text(generation_model, VOCABULARY, seed_text="he", length=30, temperature=0, seed=0)
+    generated = generate_text(training_model, VOCABULARY, seed_text="he", length=30, temperature=0, seed=0)
     assert "he" + "".join(generated) == text
 
 
 def test_same_seed_gives_the_same_text_from_a_real_model():
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size, batch_size=1, stateful=True)
+    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
 
     def text(seed):
         return "".join(generate_text(model, VOCABULARY, seed_text="hello", length=40, temperature=1.0, seed=seed))
@@ -90,7 +98,7 @@ def test_same_seed_gives_the_same_text_from_a_real_model():
 
 
 def test_seed_text_with_unknown_characters_names_them():
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size, batch_size=1, stateful=True)
+    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
     with pytest.raises(UserError, match="never saw in training: 'x', 'Z'"):
         generate_text(model, VOCABULARY, seed_text="hex Zed", length=5, temperature=1.0, seed=0)
 
@@ -101,11 +109,13 @@ def test_each_sample_ends_just_after_its_first_stop_string():
 
 
 def test_samples_generated_together_differ_and_repeat_with_the_seed():
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size, batch_size=3, stateful=True)
+    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
 
     def samples(seed):
         texts = ["", "", ""]
-        for chunk in generate_samples(model, VOCABULARY, seed_text="he", length=40, temperature=1.0, seed=seed):
+        for chunk in generate_samples(
+            model, VOCABULARY, seed_text="he", length=40, temperature=1.0, seed=seed, num_samples=3
+        ):
             texts = [text + new for text, new in zip(texts, chunk)]
         return texts
 
@@ -116,6 +126,6 @@ def test_samples_generated_together_differ_and_repeat_with_the_seed():
 
 
 def test_unknown_seed_characters_can_be_read_as_unknown():
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size, batch_size=1, stateful=True)
+    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
     text = "".join(generate_text(model, VOCABULARY, seed_text="hex", length=10, temperature=1.0, seed=0, allow_unknown=True))
     assert len(text) == 10 and "x" not in text
