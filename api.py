@@ -30,7 +30,11 @@ class TextGenerator:
 
     def unknown_chars(self, text: str) -> list[str]:
         """Characters of `text` the model never saw in training (a seed text with them needs allow_unknown)."""
-        return self.export.vocabulary.unknown_chars(text)
+        return self.export.vocabulary.unknown_chars(self.as_trained(text))
+
+    def as_trained(self, seed_text: str) -> str:
+        """The seed text as the model reads it: lower-cased if it was trained on --lowercase text."""
+        return seed_text.lower() if self.export.config.lowercase else seed_text
 
     def stream_samples(self, seed_text: str, *, num_samples: int = 1, **settings) -> Iterator[list[str]]:
         """Chunks of new text, one string per sample, as they are sampled.
@@ -39,12 +43,14 @@ class TextGenerator:
         flags of the same names; those left out take the export's saved values.
         """
         settings = sampling_settings(self.export.config) | settings
-        return generate_samples(self.model, self.export.vocabulary, seed_text=seed_text, num_samples=num_samples, **settings)
+        return generate_samples(
+            self.model, self.export.vocabulary, seed_text=self.as_trained(seed_text), num_samples=num_samples, **settings
+        )
 
     def stream(self, seed_text: str, **settings) -> Iterator[str]:
         """The new text of one sample, a few characters at a time, as it is sampled."""
         settings = sampling_settings(self.export.config) | settings
-        return generate_text(self.model, self.export.vocabulary, seed_text=seed_text, **settings)
+        return generate_text(self.model, self.export.vocabulary, seed_text=self.as_trained(seed_text), **settings)
 
     def generate(self, seed_text: str, **settings) -> str:
         """The seed text followed by one generated sample."""

@@ -54,7 +54,7 @@ def write_export(
     staging = pathlib.Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.partial-"))
     try:
         model.save_weights(staging / WEIGHTS_FILE)
-        save_generation_model(staging / SAVED_MODEL_DIR, model, vocabulary)
+        save_generation_model(staging / SAVED_MODEL_DIR, model, vocabulary, lowercase=config.lowercase)
         weights_bytes = (staging / WEIGHTS_FILE).read_bytes()
         manifest = {
             "format_version": FORMAT_VERSION,

@@ -93,16 +93,11 @@ def with_default_paths(cfg: Config) -> Config:
 
 def make_sampler(cfg: Config, model: keras.Model, vocabulary: Vocabulary):
     """A function that returns --sample_length characters written by the model's current weights."""
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")  # sampling on the host: float16 would only be slower
-    generator = build_model(cfg, vocabulary.size, batch_size=1, stateful=True)
-    keras.mixed_precision.set_global_policy(policy)
     # A new line is the most neutral prompt; any corpus without one starts from its first character.
     seed_text = "\n" if not vocabulary.unknown_chars("\n") else vocabulary.chars[0]
 
     def sample_text() -> str:
-        generator.set_weights(model.get_weights())
-        texts = generate_text(generator, vocabulary, seed_text=seed_text, length=cfg.sample_length, temperature=0.8, seed=cfg.seed)
+        texts = generate_text(model, vocabulary, seed_text=seed_text, length=cfg.sample_length, temperature=0.8, seed=cfg.seed)
         return "".join(texts)
 
     return sample_text

@@ -61,14 +61,12 @@ def uniform_noise(shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     finalizer), whose results XLA and TensorFlow's own kernels agree on.
     """
     seed = tf.bitcast(tf.cast(seed, tf.int32), tf.uint32)
-    key = _mix(seed[1] + _mix(seed[0] + _GOLDEN_RATIO))
+    golden_ratio = tf.constant(0x9E3779B9, tf.uint32)  # made here: a module-level tensor would start TensorFlow at import
+    key = _mix(seed[1] + _mix(seed[0] + golden_ratio))
     index = tf.bitcast(tf.range(tf.reduce_prod(shape), dtype=tf.int32), tf.uint32)
-    bits = _mix(index * _GOLDEN_RATIO + key)
+    bits = _mix(index * golden_ratio + key)
     uniform = (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * 2.0**-24  # 24 bits: exact in float32
     return tf.reshape(uniform, shape)
-
-
-_GOLDEN_RATIO = tf.constant(0x9E3779B9, tf.uint32)
 
 
 def _mix(x: tf.Tensor) -> tf.Tensor:

@@ -30,8 +30,9 @@ SIGNATURE = "generate"
 class TextGenerationModule(tf.Module):
     """The `generate` signature: seed_text, length, temperature, seed -> generated_text (the characters after the seed)."""
 
-    def __init__(self, model: keras.Model, vocabulary: Vocabulary):
+    def __init__(self, model: keras.Model, vocabulary: Vocabulary, *, lowercase: bool = False):
         super().__init__(name="charbook_generator")
+        self.lowercase = lowercase  # the model was trained on lower-cased text: read the seed the same way
         weights = step_weights(model)
         # Variables, not constants: the SavedModel keeps them in variables/ rather than inside its graph.
         self.first_gates = tf.Variable(weights.first_gates, trainable=False)
@@ -57,6 +58,8 @@ class TextGenerationModule(tf.Module):
             tf.debugging.assert_non_negative(length, message="length must be 0 or more characters"),
             tf.debugging.assert_non_negative(temperature, message="temperature must be 0 (greedy) or more"),
         ]
+        if self.lowercase:
+            seed_text = tf.strings.lower(seed_text, encoding="utf-8")
         with tf.control_dependencies(checks):
             seed_ids = self.chars_to_ids.lookup(tf.strings.unicode_split(seed_text, "UTF-8"))[tf.newaxis]  # [1, seed_len]
         weights = StepWeights(self.first_gates, tuple(self.outgoing), tuple(self.biases), self.units)
@@ -75,9 +78,11 @@ class TextGenerationModule(tf.Module):
         return {"generated_text": tf.strings.reduce_join(tf.gather(self.id_to_char, ids[0]))}
 
 
-def save_generation_model(directory: str | os.PathLike, model: keras.Model, vocabulary: Vocabulary) -> None:
+def save_generation_model(
+    directory: str | os.PathLike, model: keras.Model, vocabulary: Vocabulary, *, lowercase: bool = False
+) -> None:
     """Writes the SavedModel of `model`'s current weights and `vocabulary` into `directory`."""
-    module = TextGenerationModule(model, vocabulary)
+    module = TextGenerationModule(model, vocabulary, lowercase=lowercase)
     try:
         with _info_logs_off():
             tf.saved_model.save(module, os.fspath(directory), signatures={SIGNATURE: module.generate})
