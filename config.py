@@ -47,6 +47,17 @@ class Config:
     )
     shuffle_buffer: int = _setting(10_000, "data", "Windows held in the shuffle buffer.")
     batch_size: int = _setting(128, "data", "Windows per training batch.")
+    window_stride: int = _setting(
+        0, "data", "Characters from the start of one training window to the next; 0: seq_len + 1 (no overlap), 1..seq_len: overlapping."
+    )
+    max_vocab: int = _setting(0, "data", "Keep only the N most frequent characters of the training text (0: all); the rest read as unknown.")
+    min_char_count: int = _setting(1, "data", "Characters seen fewer times than this in the training text read as unknown.")
+    deterministic: bool = _setting(
+        True, "data", "Deliver batches in the order --seed fixes; false lets tf.data trade that order for speed."
+    )
+    data_service_address: str = _setting(
+        "", "data", "Address of a tf.data service dispatcher (e.g. grpc://host:5050) whose workers make the training batches."
+    )
 
     # --- model: everything needed to rebuild the network (the vocabulary size comes from vocab.json) ---
     embedding_dim: int = _setting(256, "model", "Size of the character embedding.")
@@ -117,6 +128,9 @@ def _find_problems(cfg: Config) -> list[str]:
     for name, low, high in [
         ("seq_len", 1, 100_000),
         ("batch_size", 1, 1_000_000),
+        ("window_stride", 0, 100_001),
+        ("max_vocab", 0, 10_000_000),
+        ("min_char_count", 1, 2**62),
         ("shuffle_buffer", 1, 100_000_000),
         ("embedding_dim", 1, 65_536),
         ("rnn_units", 1, 65_536),
@@ -139,6 +153,8 @@ def _find_problems(cfg: Config) -> list[str]:
         problems.append(f"--temperature={cfg.temperature} must be 0 (greedy) or positive")
     if not 0 < cfg.top_p <= 1:
         problems.append(f"--top_p={cfg.top_p} must be above 0 and at most 1")
+    if cfg.window_stride > cfg.seq_len + 1:
+        problems.append(f"--window_stride={cfg.window_stride} must be at most --seq_len + 1 = {cfg.seq_len + 1} (0: no overlap)")
     if not cfg.export_dir:
         problems.append("--export_dir must not be empty")
     return problems
