@@ -129,31 +129,32 @@ def training_batches(
     """Endless int32 (input, target) batches [batch_size, seq_len]; each pass is shuffled anew from `seed` and holds
     exactly the full batches of its windows, so steps_per_epoch is exact.
 
-    Per pass: shard files in a seeded order, read `books_in_parallel` at a time; each book's windows cut
+    Per pass: shard files in a seeded order, `books_in_parallel` read at once; each book's windows cut
     and shuffled; windows of several books mixed in blocks (windows.mix_books); blocks rebatched.
+    The file list is the dataset's source, so tf.distribute's FILE auto-sharding gives each worker its own files.
     """
-    paths = tf.constant(prepared.train_shards)
-    cycle_length = min(len(prepared.train_shards), books_in_parallel)
+    files = tf.data.Dataset.from_tensor_slices(list(prepared.train_shards))
+    files = files.shuffle(len(prepared.train_shards), seed=seed, reshuffle_each_iteration=True)
+    file_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)  # one per file and pass
 
-    def one_pass(epoch):
-        epoch_key = windows.epoch_key(seed, epoch)
-        order = windows.shuffle_rows(tf.range(len(prepared.train_shards), dtype=tf.int64), tf.stack([epoch_key, 0]))
-        files = tf.data.Dataset.from_tensor_slices((order, tf.gather(paths, order)))
-        records = files.interleave(
-            _numbered_records, cycle_length=cycle_length, block_length=1, num_parallel_calls=tf.data.AUTOTUNE
-        )
+    def numbered_records(path, file_seed):
+        """The shard's records, each with the seed that shuffles its windows: (this pass's file seed, position)."""
+        records = tf.data.TFRecordDataset(path).enumerate()
+        return records.map(lambda position, record: (tf.stack([file_seed, position]), record))
 
-        def shuffled_windows(record_key, record):
-            book = windows.cut_windows(read_book_ids(record, prepared.id_dtype), seq_len=seq_len, stride=window_stride)
-            return windows.shuffle_rows(book, tf.stack([epoch_key, record_key]))
+    def shuffled_windows(book_seed, record):
+        book = windows.cut_windows(read_book_ids(record, prepared.id_dtype), seq_len=seq_len, stride=window_stride)
+        return book_seed, windows.shuffle_rows(book, book_seed)
 
-        book_windows = records.map(shuffled_windows, num_parallel_calls=tf.data.AUTOTUNE)
-        blocks = windows.mix_books(
-            book_windows, books_in_parallel=books_in_parallel, shuffle_block=shuffle_block, epoch_key=epoch_key
-        )
-        return windows.make_batches(blocks, batch_size=batch_size, drop_remainder=True)
-
-    return tf.data.Dataset.counter().flat_map(one_pass)
+    records = tf.data.Dataset.zip(files, file_seeds).interleave(
+        numbered_records,
+        cycle_length=min(len(prepared.train_shards), books_in_parallel),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    book_windows = records.map(shuffled_windows, num_parallel_calls=tf.data.AUTOTUNE)
+    blocks = windows.mix_books(book_windows, books_in_parallel=books_in_parallel, shuffle_block=shuffle_block)
+    return windows.make_batches(blocks, batch_size=batch_size, drop_remainder=True).repeat()
 
 
 def validation_batches(prepared: Prepared, *, seq_len: int, batch_size: int) -> tf.data.Dataset:
@@ -163,11 +164,6 @@ def validation_batches(prepared: Prepared, *, seq_len: int, batch_size: int) -> 
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return windows.make_batches(book_windows, batch_size=batch_size, drop_remainder=False)
-
-
-def _numbered_records(file_index, path):
-    """A shard's records, each with a key unique in the corpus (for its seed): file index * 2**32 + position."""
-    return tf.data.TFRecordDataset(path).enumerate().map(lambda position, record: (file_index * 2**32 + 1 + position, record))
 
 
 def _write_shards(corpus, *, vocabulary, validation_fraction, key, staging, log) -> None:

@@ -52,24 +52,25 @@ def split_input_target(windows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return windows[..., :-1], windows[..., 1:]
 
 
-def mix_books(
-    book_windows: tf.data.Dataset, *, books_in_parallel: int, shuffle_block: int, epoch_key: tf.Tensor
-) -> tf.data.Dataset:
-    """Shuffled windows of each book [n, window_len] -> blocks [<= shuffle_block, window_len] of many books' windows.
+def mix_books(book_windows: tf.data.Dataset, *, books_in_parallel: int, shuffle_block: int) -> tf.data.Dataset:
+    """(seed int64 [2], windows [n, window_len]) of each book -> blocks of many books' windows, shuffled.
 
     Chunks of WINDOWS_PER_CHUNK windows of `books_in_parallel` books alternate, then every block of
-    about `shuffle_block` windows is shuffled as a whole (from `epoch_key` and the block's position), so one
-    block holds windows of about `books_in_parallel` books in random order.
+    about `shuffle_block` windows is shuffled as a whole, so one block holds windows of about
+    `books_in_parallel` books in random order. A block's order comes from the seed of its first
+    chunk's book (and the chunk's place in it), so it is the same whatever runs in parallel.
+    window_len must be known when traced.
     """
-    chunks = book_windows.interleave(
-        lambda windows: tf.data.Dataset.from_tensors(windows).rebatch(WINDOWS_PER_CHUNK),
-        cycle_length=books_in_parallel,
-        block_length=1,
-    )
+
+    def chunks_of(book_seed, windows):
+        chunks = tf.data.Dataset.from_tensors(windows).rebatch(WINDOWS_PER_CHUNK).enumerate()
+        return chunks.map(lambda index, chunk: (tf.stack([book_seed[0], book_seed[1] * 2**24 + index]), chunk))
+
+    chunks = book_windows.interleave(chunks_of, cycle_length=books_in_parallel, block_length=1)
     # ragged_batch copies the chunks into one new block (rebatching slices of slices makes TensorFlow log errors).
-    blocks = chunks.ragged_batch(max(1, shuffle_block // WINDOWS_PER_CHUNK)).enumerate()
+    blocks = chunks.ragged_batch(max(1, shuffle_block // WINDOWS_PER_CHUNK))
     return blocks.map(
-        lambda index, block: shuffle_rows(block.values, tf.stack([epoch_key, -1 - index])),  # negative: apart from book seeds
+        lambda seeds, block: shuffle_rows(block.values, tf.stack([seeds[0, 0], -1 - seeds[0, 1]])),  # < 0: apart from books
         num_parallel_calls=tf.data.AUTOTUNE,
     )
 
@@ -79,9 +80,3 @@ def make_batches(blocks: tf.data.Dataset, *, batch_size: int, drop_remainder: bo
     return blocks.rebatch(batch_size, drop_remainder=drop_remainder).map(
         split_input_target, num_parallel_calls=tf.data.AUTOTUNE
     )
-
-
-def epoch_key(seed: int, epoch: tf.Tensor) -> tf.Tensor:
-    """One int64 that names a pass over the data under `seed`: the first half of every stateless seed in that pass."""
-    return tf.constant(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
-
