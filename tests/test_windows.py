@@ -62,7 +62,6 @@ def test_mixed_blocks_hold_every_window_of_every_book_once_and_mix_books():
         ),
         books_in_parallel=3,
         shuffle_block=192,  # three chunks of 64 windows
-        seed=0,
     )
     blocks = [block.numpy().tolist() for block in blocks]
     windows = [tuple(w) for block in blocks for w in block]
