@@ -27,7 +27,12 @@ class Config:
     )
 
     # --- data: where text comes from and how it is cut into training examples ---
-    corpus: str = _setting("gutenberg", "data", "Where training text comes from: 'gutenberg' (--books) or 'files' (--files).")
+    corpus: str = _setting(
+        "gutenberg",
+        "data",
+        "Where training text comes from: 'gutenberg' (--books), 'files' (--files) or 'tfds:NAME', a TensorFlow "
+        "Datasets dataset such as tfds:pg19 (a book per example) or tfds:tiny_shakespeare.",
+    )
     books: tuple[int, ...] = _setting(DEFAULT_BOOKS, "data", "Project Gutenberg ebook ids, comma separated, for --corpus=gutenberg.")
     files: str = _setting(
         "", "data", "Glob pattern(s) of UTF-8 text files, comma separated, for --corpus=files (e.g. 'my/texts/*.txt')."
@@ -58,6 +63,10 @@ class Config:
     data_service_address: str = _setting(
         "", "data", "Address of a tf.data service dispatcher (e.g. grpc://host:5050) whose workers make the training batches."
     )
+    tfds_data_dir: str = _setting(
+        "", "data", "Where TensorFlow Datasets keeps --corpus=tfds:... data (default: its own, ~/tensorflow_datasets)."
+    )
+    tfds_split: str = _setting("train", "data", "The split of a --corpus=tfds:... dataset to read, e.g. test; each example is a book.")
 
     # --- model: everything needed to rebuild the network (the vocabulary size comes from vocab.json) ---
     embedding_dim: int = _setting(256, "model", "Size of the character embedding.")
@@ -116,8 +125,8 @@ def fields_in_groups(*groups: str, skip: tuple[str, ...] = ()) -> list[dataclass
 
 def _find_problems(cfg: Config) -> list[str]:
     problems = []
-    if cfg.corpus not in CORPUS_KINDS:
-        problems.append(f"--corpus={cfg.corpus!r} is not one of {', '.join(CORPUS_KINDS)}")
+    if cfg.corpus not in CORPUS_KINDS and not (cfg.corpus.startswith("tfds:") and cfg.corpus != "tfds:"):
+        problems.append(f"--corpus={cfg.corpus!r} is not one of {', '.join(CORPUS_KINDS)} or tfds:NAME (e.g. tfds:pg19)")
     if cfg.corpus == "gutenberg" and not cfg.books:
         problems.append("--corpus=gutenberg needs at least one id in --books")
     if cfg.corpus == "files" and not cfg.files.strip():

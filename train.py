@@ -26,7 +26,7 @@ def main(argv):
     data = make_datasets(cfg)
     print(
         f"corpus: {data.num_books} book(s), {data.train_chars:,} training and {data.validation_chars:,} validation "
-        f"characters, {data.vocabulary.size} ids in the vocabulary"
+        f"characters, {data.vocabulary.size} ids in the vocabulary; prepared data in {data.prepared_dir}"
     )
     total_steps = cfg.steps or cfg.epochs * data.steps_per_epoch
     print(

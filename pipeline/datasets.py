@@ -13,12 +13,12 @@ import tensorflow as tf
 
 from config import Config
 from errors import UserError
-from pipeline import prepared, sources, text, windows
+from pipeline import prepared, sources, text, tfds_sources, windows
 from pipeline.vocab import Vocabulary, codepoints_of
 
 # Config fields that change the cleaned text of a corpus, hence the prepared ids: all of them go into the
 # prepared data's key (with each file's size and modification time, the vocabulary and validation_fraction).
-TEXT_SETTINGS = ("corpus", "books", "files")
+TEXT_SETTINGS = ("corpus", "books", "files", "tfds_split")
 
 # Books whose windows are mixed at any time: shard files read at once, and books in a shuffled block.
 BOOKS_IN_PARALLEL = 16
@@ -117,6 +117,15 @@ def make_evaluation_books(cfg: Config, *, vocabulary: Vocabulary) -> Iterator[Ev
 def make_corpus(cfg: Config) -> prepared.Corpus:
     """The books of `cfg`, named for the prepared data's key, to be read one at a time."""
     settings = [[name, getattr(cfg, name)] for name in TEXT_SETTINGS]
+    if cfg.corpus.startswith("tfds:"):
+        name = cfg.corpus.removeprefix("tfds:")
+        identity, num_books = tfds_sources.describe(name, split=cfg.tfds_split, data_dir=cfg.tfds_data_dir)
+        texts = lambda: tfds_sources.read_texts(name, split=cfg.tfds_split, data_dir=cfg.tfds_data_dir)  # noqa: E731
+        return prepared.Corpus(
+            identity=tuple(settings + [identity]),
+            num_books=num_books,
+            read_books=lambda: ((book.name, book.text) for book in (_clean(n, raw) for n, raw in texts())),
+        )
     if cfg.corpus == "gutenberg":
         books = list(cfg.books)
         identity = settings
@@ -148,6 +157,10 @@ def _read_book(cfg: Config, book) -> Book:
         raw = sources.load_gutenberg_book(book, mirror=cfg.gutenberg_mirror, cache_dir=cache_dir)
     else:
         name, raw = str(book), sources.load_text_file(book)
+    return _clean(name, raw)
+
+
+def _clean(name: str, raw: bytes) -> Book:
     cleaned = text.clean_book_text(raw, name=name)
     if not cleaned.strip():
         raise UserError(f"{name} holds no text; remove it from the corpus")

@@ -24,8 +24,15 @@ def test_settings_unknown_to_this_version_are_ignored():
         ({"books": (84, -1)}, "--books ids must be positive"),
         ({"validation_fraction": 1.0}, "--validation_fraction=1.0 must be at least 0 and below 1"),
         ({"temperature": -1.0}, "--temperature=-1.0 must be 0"),
+        ({"corpus": "tfds:"}, "or tfds:NAME"),
+        ({"seq_len": 10, "window_stride": 12}, "--window_stride=12 must be at most --seq_len \\+ 1 = 11"),
+        ({"min_char_count": 0}, "--min_char_count=0 must be between 1"),
     ],
 )
 def test_bad_settings_are_refused_with_the_flag_named(settings, message):
     with pytest.raises(UserError, match=message):
         Config(**settings)
+
+
+def test_any_tensorflow_datasets_name_is_a_corpus():
+    assert Config(corpus="tfds:pg19").corpus == "tfds:pg19"
