@@ -50,7 +50,9 @@ class Config:
     validation_fraction: float = _setting(
         0.05, "data", "Fraction at the end of every book held out for validation (0 disables validation)."
     )
-    shuffle_buffer: int = _setting(10_000, "data", "Windows held in the shuffle buffer.")
+    shuffle_buffer: int = _setting(
+        10_000, "data", "Training windows shuffled together: blocks of about this many windows, from 16 books at a time."
+    )
     batch_size: int = _setting(128, "data", "Windows per training batch.")
     window_stride: int = _setting(
         0, "data", "Characters from the start of one training window to the next; 0: seq_len + 1 (no overlap), 1..seq_len: overlapping."

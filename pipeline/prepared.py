@@ -80,6 +80,7 @@ def count_chars(corpus: Corpus, *, validation_fraction: float, root: pathlib.Pat
 def vocabulary_of(
     corpus: Corpus, *, validation_fraction: float, root: pathlib.Path, max_vocab: int, min_char_count: int, log=print
 ) -> Vocabulary:
+    """The vocabulary of the corpus's training text (see vocab.vocabulary_from_counts); counted on first use only."""
     counts = count_chars(corpus, validation_fraction=validation_fraction, root=root, log=log)
     return vocabulary_from_counts(counts, max_vocab=max_vocab, min_char_count=min_char_count)
 
