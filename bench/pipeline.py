@@ -31,7 +31,7 @@ from absl import app, flags  # noqa: E402
 
 from config import Config  # noqa: E402
 from pipeline.datasets import make_datasets, read_books  # noqa: E402
-from pipeline.vocab import build_vocabulary, codepoints_of  # noqa: E402
+from pipeline.vocab import build_vocabulary  # noqa: E402
 
 flags.DEFINE_integer("corpus_mb", 100, "Size of the large corpus; the small one is a tenth of it.")
 flags.DEFINE_float("seconds", 15.0, "How long each pipeline delivers batches while timed.")
@@ -104,7 +104,7 @@ def tutorial_chars_per_sec(files: str, seq_len: int = 100, batch_size: int = 128
     """The TensorFlow text-generation tutorial's pipeline on the same ids (all held in one tensor)."""
     cfg = Config(corpus="files", files=files)
     vocabulary = build_vocabulary(book.text for book in read_books(cfg))
-    ids = np.concatenate([vocabulary.encode_codepoints(codepoints_of(book.text)) for book in read_books(cfg)])
+    ids = np.concatenate([vocabulary.encode_text(book.text) for book in read_books(cfg)])
     sequences = tf.data.Dataset.from_tensor_slices(ids.astype(np.int32)).batch(seq_len + 1, drop_remainder=True)
     batches = (
         sequences.map(lambda window: (window[:-1], window[1:]))

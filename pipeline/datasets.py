@@ -14,7 +14,7 @@ import tensorflow as tf
 from config import Config
 from errors import UserError
 from pipeline import prepared, sources, text, tfds_sources, windows
-from pipeline.vocab import Vocabulary, codepoints_of
+from pipeline.vocab import Vocabulary
 
 # Config fields that change the cleaned text of a corpus, hence the prepared ids: all of them go into the
 # prepared data's key (with each file's size and modification time, the vocabulary and validation_fraction).
@@ -105,7 +105,7 @@ def make_datasets(cfg: Config, *, vocabulary: Vocabulary | None = None, log=prin
 def make_evaluation_books(cfg: Config, *, vocabulary: Vocabulary) -> Iterator[EvaluationBook]:
     """Every book of `cfg`'s corpus, whole, one at a time, as in-order batches of seq_len + 1 windows (as validation scores them)."""
     for book in read_books(cfg):
-        ids = vocabulary.encode_codepoints(codepoints_of(book.text))
+        ids = vocabulary.encode_text(book.text)
         if windows.count_windows(len(ids), seq_len=cfg.seq_len) == 0:
             raise UserError(f"{book.name} is shorter than one window of --seq_len + 1 = {cfg.seq_len + 1} characters")
         book_windows = tf.data.Dataset.from_tensors(windows.cut_windows(tf.constant(ids), seq_len=cfg.seq_len))

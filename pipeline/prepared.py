@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from pipeline import windows
 from pipeline.sources import write_file_atomically
-from pipeline.vocab import Vocabulary, codepoints_of, count_codepoints, vocabulary_from_counts
+from pipeline.vocab import Vocabulary, count_chars as count_chars_of, vocabulary_from_counts
 
 FORMAT_VERSION = 1
 MAX_TRAIN_SHARDS = 16  # enough files for parallel reads and for sharding by file across workers
@@ -70,8 +70,8 @@ def count_chars(corpus: Corpus, *, validation_fraction: float, root: pathlib.Pat
     counts = collections.Counter()
     progress = _Progress(log, "counting characters", corpus.num_books)
     for _, text in corpus.read_books():
-        train, _ = windows.split_train_validation(codepoints_of(text), validation_fraction=validation_fraction)
-        counts.update(count_codepoints(train))
+        train, _ = windows.split_train_validation(text, validation_fraction=validation_fraction)
+        counts.update(count_chars_of(train))
         progress.book_done(len(text))
     write_file_atomically(path, json.dumps(counts, ensure_ascii=False).encode("utf-8"))
     return counts
@@ -178,7 +178,7 @@ def _write_shards(corpus, *, vocabulary, validation_fraction, key, staging, log)
     validation_writers = [tf.io.TFRecordWriter(str(staging / name)) for name in validation_names]
     try:
         for index, (name, text) in enumerate(corpus.read_books()):
-            ids = vocabulary.encode_codepoints(codepoints_of(text)).astype(vocabulary.id_dtype.newbyteorder("<"))
+            ids = vocabulary.encode_text(text).astype(vocabulary.id_dtype.newbyteorder("<"))
             train, validation = windows.split_train_validation(ids, validation_fraction=validation_fraction)
             train_writers[index % num_train_shards].write(train.tobytes())
             for writer in validation_writers:

@@ -48,6 +48,10 @@ class Vocabulary:
         """Code points (see codepoints_of) to ids of id_dtype, the same ids `encode` gives, at numpy speed."""
         return self._id_of_codepoint[np.minimum(codepoints, len(self._id_of_codepoint) - 1)]
 
+    def encode_text(self, text: str) -> np.ndarray:
+        """`text` to ids of id_dtype, the same ids `encode` gives, at numpy speed."""
+        return np.concatenate([self.encode_codepoints(piece) for piece in codepoint_pieces(text)])
+
     def decode(self, ids) -> str:
         """Ids (any shape, read in order) back to a Python string; the OOV id decodes as '[UNK]'."""
         chars = self.ids_to_chars(tf.reshape(tf.cast(ids, tf.int64), [-1]))
@@ -73,15 +77,28 @@ class Vocabulary:
             raise UserError(f"the vocabulary file is damaged ({error}); export the model again") from None
 
 
+# Characters turned into code points at a time: a huge single-file book never needs 4 bytes per character at once.
+CODEPOINTS_PER_PIECE = 1 << 24
+
+
 def codepoints_of(text: str) -> np.ndarray:
     """The characters of `text` as uint32 code points, without a Python loop: 'hé' -> [104, 233]."""
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
-def count_codepoints(codepoints: np.ndarray) -> collections.Counter:
-    """How often each character occurs, keyed by character: [104, 105, 104] -> {'h': 2, 'i': 1}."""
-    values, counts = np.unique(codepoints, return_counts=True)
-    return collections.Counter({chr(v): int(n) for v, n in zip(values.tolist(), counts.tolist())})
+def codepoint_pieces(text: str):
+    """codepoints_of(text) in consecutive pieces of at most CODEPOINTS_PER_PIECE characters."""
+    for start in range(0, max(len(text), 1), CODEPOINTS_PER_PIECE):
+        yield codepoints_of(text[start : start + CODEPOINTS_PER_PIECE])
+
+
+def count_chars(text: str) -> collections.Counter:
+    """How often each character of `text` occurs: 'hih' -> {'h': 2, 'i': 1}."""
+    counts = collections.Counter()
+    for piece in codepoint_pieces(text):
+        values, piece_counts = np.unique(piece, return_counts=True)
+        counts.update({chr(v): int(n) for v, n in zip(values.tolist(), piece_counts.tolist())})
+    return counts
 
 
 def vocabulary_from_counts(counts: collections.Counter, *, max_vocab: int = 0, min_char_count: int = 1) -> Vocabulary:
@@ -105,5 +122,5 @@ def build_vocabulary(texts: Iterable[str], *, max_vocab: int = 0, min_char_count
     """The vocabulary of `texts`, read one at a time (see vocabulary_from_counts)."""
     counts = collections.Counter()
     for text in texts:
-        counts.update(count_codepoints(codepoints_of(text)))
+        counts.update(count_chars(text))
     return vocabulary_from_counts(counts, max_vocab=max_vocab, min_char_count=min_char_count)
