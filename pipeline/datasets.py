@@ -118,25 +118,29 @@ def make_corpus(cfg: Config) -> prepared.Corpus:
     """The books of `cfg`, named for the prepared data's key, to be read one at a time."""
     settings = [[name, getattr(cfg, name)] for name in TEXT_SETTINGS]
     if cfg.corpus.startswith("tfds:"):
-        name = cfg.corpus.removeprefix("tfds:")
-        identity, num_books = tfds_sources.describe(name, split=cfg.tfds_split, data_dir=cfg.tfds_data_dir)
-        texts = lambda: tfds_sources.read_texts(name, split=cfg.tfds_split, data_dir=cfg.tfds_data_dir)  # noqa: E731
-        return prepared.Corpus(
-            identity=tuple(settings + [identity]),
-            num_books=num_books,
-            read_books=lambda: ((book.name, book.text) for book in (_clean(n, raw) for n, raw in texts())),
-        )
+        dataset = cfg.corpus.removeprefix("tfds:")
+        identity, num_books = tfds_sources.describe(dataset, split=cfg.tfds_split, data_dir=cfg.tfds_data_dir)
+
+        def read_tfds_books():
+            for name, raw in tfds_sources.read_texts(dataset, split=cfg.tfds_split, data_dir=cfg.tfds_data_dir):
+                book = _clean(name, raw)
+                yield book.name, book.text
+
+        return prepared.Corpus(identity=tuple(settings + [identity]), num_books=num_books, read_books=read_tfds_books)
+
     if cfg.corpus == "gutenberg":
         books = list(cfg.books)
         identity = settings
     else:
         books = sources.find_text_files(cfg.files)
         identity = settings + [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in books]
-    return prepared.Corpus(
-        identity=tuple(identity),
-        num_books=len(books),
-        read_books=lambda: ((book.name, book.text) for book in (_read_book(cfg, b) for b in books)),
-    )
+
+    def read_listed_books():
+        for book in books:
+            read = _read_book(cfg, book)
+            yield read.name, read.text
+
+    return prepared.Corpus(identity=tuple(identity), num_books=len(books), read_books=read_listed_books)
 
 
 def read_books(cfg: Config) -> Iterator[Book]:
