@@ -98,3 +98,18 @@ def test_nondeterministic_order_still_delivers_full_batches(tiny_config):
     data = make_datasets(dataclasses.replace(tiny_config, deterministic=False))
     assert data.train.options().deterministic is False
     assert all(inputs.shape == (16, 32) for inputs, _ in data.train.take(5))
+
+
+def test_every_pass_holds_exactly_steps_per_epoch_batches_of_distinct_windows(tiny_config, tmp_path):
+    # Five windows, batches of two: each pass is two batches of four different windows, and the fifth
+    # window is dropped rather than carried into the next pass's batches.
+    (tmp_path / "five.txt").write_text("".join(letter * 32 + "\n" for letter in "abcde"))
+    cfg = dataclasses.replace(
+        tiny_config, corpus="files", files=str(tmp_path / "five.txt"), validation_fraction=0.0, batch_size=2
+    )
+    data = make_datasets(cfg)
+    assert data.steps_per_epoch == 2
+    first_letters = [data.vocabulary.decode(inputs[:, 0]) for inputs, _ in data.train.take(20)]
+    for one_pass in range(10):
+        letters = first_letters[2 * one_pass] + first_letters[2 * one_pass + 1]
+        assert len(set(letters)) == 4, first_letters
