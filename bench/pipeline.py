@@ -68,12 +68,14 @@ def time_batches(batches: tf.data.Dataset, seconds: float) -> float:
 def measure_in_this_process(files: str) -> dict:
     """Prepare the corpus of `files` (first time), then read it like training does; with this process's peak memory."""
     cfg = Config(corpus="files", files=files, cache_dir=tempfile.mkdtemp(prefix="charbook-bench-cache-"))
-    start = time.perf_counter()
-    data = make_datasets(cfg, log=lambda message: None)
-    prepare_seconds = time.perf_counter() - start
-    corpus_chars = data.train_chars + data.validation_chars
-    chars_per_sec = time_batches(data.train, FLAGS.seconds)
-    shutil.rmtree(cfg.cache_dir)
+    try:
+        start = time.perf_counter()
+        data = make_datasets(cfg, log=lambda message: None)
+        prepare_seconds = time.perf_counter() - start
+        corpus_chars = data.train_chars + data.validation_chars
+        chars_per_sec = time_batches(data.train, FLAGS.seconds)
+    finally:
+        shutil.rmtree(cfg.cache_dir)
     return {
         "corpus_chars": corpus_chars,
         "prepare_chars_per_sec": corpus_chars / prepare_seconds,
