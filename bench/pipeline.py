@@ -137,7 +137,7 @@ def main(argv):
                 "tutorial_chars_per_sec": round(tutorial),
                 "speedup_vs_tutorial": round(large["chars_per_sec"] / tutorial, 2),
                 "prepare_chars_per_sec": round(large["prepare_chars_per_sec"]),
-                f"peak_rss_mb_{FLAGS.corpus_mb // 10}mb": round(small["peak_rss_mb"], 1),
+                f"peak_rss_mb_{FLAGS.corpus_mb / 10:g}mb": round(small["peak_rss_mb"], 1),
                 f"peak_rss_mb_{FLAGS.corpus_mb}mb": round(large["peak_rss_mb"], 1),
                 "rss_growth_mb": round(large["peak_rss_mb"] - small["peak_rss_mb"], 1),
                 "corpus_chars": large["corpus_chars"],
