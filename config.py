@@ -29,7 +29,12 @@ class Config:
     )
 
     # --- data: where text comes from and how it is cut into training examples ---
-    corpus: str = _setting("gutenberg", "data", "Where training text comes from: 'gutenberg' (--books) or 'files' (--files).")
+    corpus: str = _setting(
+        "gutenberg",
+        "data",
+        "Where training text comes from: 'gutenberg' (--books), 'files' (--files) or 'tfds:NAME', a TensorFlow "
+        "Datasets dataset such as tfds:pg19 (a book per example) or tfds:tiny_shakespeare.",
+    )
     books: tuple[int, ...] = _setting(
         DEFAULT_BOOKS,
         "data",
@@ -70,8 +75,25 @@ class Config:
     validation_fraction: float = _setting(
         0.05, "data", "Fraction at the end of every book held out for validation (0 disables validation)."
     )
-    shuffle_buffer: int = _setting(10_000, "data", "Windows held in the shuffle buffer.")
+    shuffle_buffer: int = _setting(
+        10_000, "data", "Training windows shuffled together: blocks of about this many windows, from 16 books at a time."
+    )
     batch_size: int = _setting(128, "data", "Windows per training batch.")
+    window_stride: int = _setting(
+        0, "data", "Characters from the start of one training window to the next; 0: seq_len + 1 (no overlap), 1..seq_len: overlapping."
+    )
+    max_vocab: int = _setting(0, "data", "Keep only the N most frequent characters of the training text (0: all); the rest read as unknown.")
+    min_char_count: int = _setting(1, "data", "Characters seen fewer times than this in the training text read as unknown.")
+    deterministic: bool = _setting(
+        True, "data", "Deliver batches in the order --seed fixes; false lets tf.data trade that order for speed."
+    )
+    data_service_address: str = _setting(
+        "", "data", "Address of a tf.data service dispatcher (e.g. grpc://host:5050) whose workers make the training batches."
+    )
+    tfds_data_dir: str = _setting(
+        "", "data", "Where TensorFlow Datasets keeps --corpus=tfds:... data (default: its own, ~/tensorflow_datasets)."
+    )
+    tfds_split: str = _setting("train", "data", "The split of a --corpus=tfds:... dataset to read, e.g. test; each example is a book.")
 
     # --- model: everything needed to rebuild the network (the vocabulary size comes from vocab.json) ---
     embedding_dim: int = _setting(256, "model", "Size of the character embedding.")
@@ -173,8 +195,8 @@ def fields_in_groups(*groups: str, skip: tuple[str, ...] = ()) -> list[dataclass
 
 def _find_problems(cfg: Config) -> list[str]:
     problems = []
-    if cfg.corpus not in CORPUS_KINDS:
-        problems.append(f"--corpus={cfg.corpus!r} is not one of {', '.join(CORPUS_KINDS)}")
+    if cfg.corpus not in CORPUS_KINDS and not (cfg.corpus.startswith("tfds:") and cfg.corpus != "tfds:"):
+        problems.append(f"--corpus={cfg.corpus!r} is not one of {', '.join(CORPUS_KINDS)} or tfds:NAME (e.g. tfds:pg19)")
     if cfg.corpus == "gutenberg" and not cfg.books:
         problems.append("--corpus=gutenberg needs at least one id in --books")
     if cfg.corpus == "files" and not cfg.files.strip():
@@ -185,6 +207,9 @@ def _find_problems(cfg: Config) -> list[str]:
     for name, low, high in [
         ("seq_len", 1, 100_000),
         ("batch_size", 1, 1_000_000),
+        ("window_stride", 0, 100_001),
+        ("max_vocab", 0, 10_000_000),
+        ("min_char_count", 1, 2**62),
         ("shuffle_buffer", 1, 100_000_000),
         ("embedding_dim", 1, 65_536),
         ("rnn_units", 1, 65_536),
@@ -225,6 +250,8 @@ def _find_problems(cfg: Config) -> list[str]:
         problems.append(f"--temperature={cfg.temperature} must be 0 (greedy) or positive")
     if not 0 < cfg.top_p <= 1:
         problems.append(f"--top_p={cfg.top_p} must be above 0 and at most 1")
+    if cfg.window_stride > cfg.seq_len + 1:
+        problems.append(f"--window_stride={cfg.window_stride} must be at most --seq_len + 1 = {cfg.seq_len + 1} (0: no overlap)")
     if not cfg.export_dir:
         problems.append("--export_dir must not be empty")
     return problems

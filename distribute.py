@@ -46,6 +46,14 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0 and not _has_chief())
 
 
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """Machines (processes) that each run an input pipeline: more than one only in multi-worker training."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    cluster = strategy.cluster_resolver.cluster_spec()
+    return sum(cluster.num_tasks(job) for job in cluster.jobs if job in ("chief", "worker"))
+
+
 def set_precision(mixed: bool, strategy: tf.distribute.Strategy) -> str:
     """Sets Keras' global dtype policy for the models built next and returns its name.
 

@@ -14,8 +14,16 @@ import training
 from errors import UserError
 from pipeline.datasets import make_evaluation_books
 
-# Validation and shuffling settings mean nothing here: whole books are scored, in order.
-SKIPPED = ("validation_fraction", "shuffle_buffer")
+# Settings of training batches and of the vocabulary mean nothing here: whole books are scored, in order.
+SKIPPED = (
+    "validation_fraction",
+    "shuffle_buffer",
+    "window_stride",
+    "max_vocab",
+    "min_char_count",
+    "deterministic",
+    "data_service_address",
+)
 cli.define_config_flags("run", "data", skip=SKIPPED)
 
 

@@ -35,10 +35,10 @@ def main(argv):
     is_chief = distribute.is_chief(strategy)
     precision = distribute.set_precision(cfg.mixed_precision, strategy)
     keras.utils.set_random_seed(cfg.seed)
-    data = make_datasets(cfg)
+    data = make_datasets(cfg, num_workers=distribute.num_workers(strategy))
     print(
         f"corpus: {data.num_books} book(s), {data.train_chars:,} training and {data.validation_chars:,} validation "
-        f"characters, {data.vocabulary.size} ids in the vocabulary"
+        f"characters, {data.vocabulary.size} ids in the vocabulary; prepared data in {data.prepared_dir}"
     )
     total_steps = cfg.steps or cfg.epochs * data.steps_per_epoch
     print(

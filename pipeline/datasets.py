@@ -1,20 +1,26 @@
-"""The input pipeline's top: Config -> cleaned books -> vocabulary -> training and validation batches.
+"""The input pipeline's top: Config -> corpus -> vocabulary -> prepared shards -> training and validation batches.
 
 This is the one pipeline function that reads Config; everything it calls takes explicit arguments.
+Books are read one at a time, and only while preparing (pipeline/prepared.py); training reads the shards.
 """
 
 import collections
 import dataclasses
 import pathlib
+from collections.abc import Iterator
 
 import tensorflow as tf
 
 from config import Config
 from errors import UserError
-from pipeline import sources, text, windows
-from pipeline.vocab import Vocabulary, build_vocabulary
+from pipeline import prepared, sources, text, tfds_sources, windows
+from pipeline.vocab import Vocabulary
 
-# Windows of this many books alternate before the shuffle buffer (see windows.make_windows).
+# Config fields that change the cleaned text of a corpus, hence the prepared ids: all of them go into the
+# prepared data's key (with each file's size and modification time, the vocabulary and validation_fraction).
+TEXT_SETTINGS = ("corpus", "books", "files", "tfds_split", "lowercase", "collapse_whitespace")
+
+# Books whose windows are mixed at any time: shard files read at once, and books in a shuffled block.
 BOOKS_IN_PARALLEL = 16
 
 
@@ -33,6 +39,7 @@ class Datasets:
     num_books: int
     train_chars: int
     validation_chars: int
+    prepared_dir: pathlib.Path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,94 +49,153 @@ class EvaluationBook:
     unknown_chars: collections.Counter  # characters outside the vocabulary: they count as the unknown id
 
 
-def load_books(
-    *,
-    corpus: str,
-    books: tuple[int, ...],
-    files: str,
-    gutenberg_mirror: str,
-    cache_dir: pathlib.Path,
-    download_options: dict | None = None,
-    cleaning_options: dict | None = None,
-) -> list[Book]:
-    """The cleaned text of every book of the corpus, in a fixed order.
+def make_datasets(cfg: Config, *, vocabulary: Vocabulary | None = None, num_workers: int = 1, log=print) -> Datasets:
+    """Training and validation batches for `cfg`, from prepared data (prepared first if needed).
 
-    `download_options`: keyword arguments of sources.fetch_gutenberg_books (workers, skip_missing, timeout);
-    `cleaning_options`: those of text.clean_book_text (lowercase, collapse_whitespace).
+    The vocabulary is counted from the training text (--max_vocab, --min_char_count) unless given.
     """
-    if corpus == "gutenberg":
-        fetched = sources.fetch_gutenberg_books(books, mirror=gutenberg_mirror, cache_dir=cache_dir, **(download_options or {}))
-        named_bytes = [(f"Gutenberg book {book_id}", path.read_bytes()) for book_id, path in fetched]
-    else:
-        named_bytes = [(str(path), sources.load_text_file(path)) for path in sources.find_text_files(files)]
-    return [Book(name, text.clean_book_text(raw, name=name, **(cleaning_options or {}))) for name, raw in named_bytes]
-
-
-def make_datasets(cfg: Config, *, vocabulary: Vocabulary | None = None) -> Datasets:
-    """Training and validation batches for `cfg`; the vocabulary is built from the training text unless given."""
-    books = _load_books_of(cfg)
-    splits = [windows.split_train_validation(b.text, validation_fraction=cfg.validation_fraction) for b in books]
-    train_texts = [train for train, _ in splits]
-    validation_texts = [validation for _, validation in splits]
+    corpus = make_corpus(cfg)
+    root = prepared_root(cfg)
     if vocabulary is None:
-        vocabulary = build_vocabulary(train_texts)
+        vocabulary = prepared.vocabulary_of(
+            corpus,
+            validation_fraction=cfg.validation_fraction,
+            root=root,
+            max_vocab=cfg.max_vocab,
+            min_char_count=cfg.min_char_count,
+            log=log,
+        )
+    data = prepared.prepare(corpus, vocabulary=vocabulary, validation_fraction=cfg.validation_fraction, root=root, log=log)
 
-    train_windows = sum(windows.count_windows(len(t), seq_len=cfg.seq_len) for t in train_texts)
+    def total_windows(chars_per_book, stride):
+        return sum(windows.count_windows(n, seq_len=cfg.seq_len, stride=stride) for n in chars_per_book)
+
+    train_windows = total_windows(data.train_chars, cfg.window_stride)
     if train_windows < cfg.batch_size:
         raise UserError(
-            f"the training text ({sum(map(len, train_texts)):,} characters) makes {train_windows:,} windows of "
+            f"the training text ({sum(data.train_chars):,} characters) makes {train_windows:,} windows of "
             f"--seq_len + 1 = {cfg.seq_len + 1} characters, fewer than one batch (--batch_size={cfg.batch_size}); "
             "add text or lower --batch_size or --seq_len"
         )
-    validation_windows = sum(windows.count_windows(len(t), seq_len=cfg.seq_len) for t in validation_texts)
-
-    train_pairs = _make_pairs(train_texts, vocabulary, seq_len=cfg.seq_len)
-    train = windows.make_training_batches(
-        train_pairs, batch_size=cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed
+    train = prepared.training_batches(
+        data,
+        seq_len=cfg.seq_len,
+        window_stride=cfg.window_stride,
+        batch_size=cfg.batch_size,
+        shuffle_block=cfg.shuffle_buffer,
+        books_in_parallel=BOOKS_IN_PARALLEL,
+        seed=cfg.seed,
     )
     validation = None
-    if validation_windows:
-        validation_pairs = _make_pairs(validation_texts, vocabulary, seq_len=cfg.seq_len)
-        validation = windows.make_evaluation_batches(validation_pairs, batch_size=cfg.batch_size)
+    if total_windows(data.validation_chars, 0):
+        validation = prepared.validation_batches(data, seq_len=cfg.seq_len, batch_size=cfg.batch_size)
+        validation = validation.with_options(_shard_by_batch()).prefetch(tf.data.AUTOTUNE)
     return Datasets(
-        train=train,
+        train=_distribute(train, cfg, shard_by_file=len(data.train_shards) >= num_workers),
         validation=validation,
         vocabulary=vocabulary,
         steps_per_epoch=train_windows // cfg.batch_size,
-        num_books=len(books),
-        train_chars=sum(map(len, train_texts)),
-        validation_chars=sum(map(len, validation_texts)),
+        num_books=len(data.book_names),
+        train_chars=sum(data.train_chars),
+        validation_chars=sum(data.validation_chars),
+        prepared_dir=data.directory,
     )
 
 
-def make_evaluation_books(cfg: Config, *, vocabulary: Vocabulary) -> list[EvaluationBook]:
-    """Every book of `cfg`'s corpus, whole, as in-order batches of seq_len + 1 windows (as validation scores them)."""
-    evaluation_books = []
-    for book in _load_books_of(cfg):
-        if windows.count_windows(len(book.text), seq_len=cfg.seq_len) == 0:
+def make_evaluation_books(cfg: Config, *, vocabulary: Vocabulary) -> Iterator[EvaluationBook]:
+    """Every book of `cfg`'s corpus, whole, one at a time, as in-order batches of seq_len + 1 windows (as validation scores them)."""
+    for book in read_books(cfg):
+        ids = vocabulary.encode_text(book.text)
+        if windows.count_windows(len(ids), seq_len=cfg.seq_len) == 0:
             raise UserError(f"{book.name} is shorter than one window of --seq_len + 1 = {cfg.seq_len + 1} characters")
-        batches = windows.make_evaluation_batches(
-            _make_pairs([book.text], vocabulary, seq_len=cfg.seq_len), batch_size=cfg.batch_size
-        )
+        book_windows = tf.data.Dataset.from_tensors(windows.cut_windows(tf.constant(ids), seq_len=cfg.seq_len))
+        batches = windows.make_batches(book_windows, batch_size=cfg.batch_size, drop_remainder=False)
         unknown = vocabulary.count_unknown_chars(book.text)
-        evaluation_books.append(EvaluationBook(name=book.name, batches=batches, unknown_chars=unknown))
-    return evaluation_books
+        yield EvaluationBook(name=book.name, batches=batches, unknown_chars=unknown)
 
 
-def _load_books_of(cfg: Config) -> list[Book]:
-    return load_books(
-        corpus=cfg.corpus,
-        books=cfg.books,
-        files=cfg.files,
-        gutenberg_mirror=cfg.gutenberg_mirror,
+def make_corpus(cfg: Config) -> prepared.Corpus:
+    """The books of `cfg`, named for the prepared data's key, to be read one at a time."""
+    settings = [[name, getattr(cfg, name)] for name in TEXT_SETTINGS]
+    if cfg.corpus.startswith("tfds:"):
+        dataset = cfg.corpus.removeprefix("tfds:")
+        identity, num_books = tfds_sources.describe(dataset, split=cfg.tfds_split, data_dir=cfg.tfds_data_dir)
+
+        def read_tfds_books():
+            for name, raw in tfds_sources.read_texts(dataset, split=cfg.tfds_split, data_dir=cfg.tfds_data_dir):
+                book = _clean(cfg, name, raw)
+                yield book.name, book.text
+
+        return prepared.Corpus(identity=tuple(settings + [identity]), num_books=num_books, read_books=read_tfds_books)
+
+    if cfg.corpus == "gutenberg":
+        books = list(cfg.books)
+        identity = settings
+    else:
+        books = sources.find_text_files(cfg.files)
+        identity = settings + [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in books]
+
+    def read_listed_books():
+        # Gutenberg books not in the cache yet are downloaded together, up front, only when the books are read.
+        listed = _fetch_gutenberg_books(cfg, books) if cfg.corpus == "gutenberg" else books
+        for book in listed:
+            read = _read_book(cfg, book)
+            yield read.name, read.text
+
+    return prepared.Corpus(identity=tuple(identity), num_books=len(books), read_books=read_listed_books)
+
+
+def read_books(cfg: Config) -> Iterator[Book]:
+    """The cleaned text of every book of the corpus, one at a time, in a fixed order."""
+    for name, cleaned in make_corpus(cfg).read_books():
+        yield Book(name, cleaned)
+
+
+def prepared_root(cfg: Config) -> pathlib.Path:
+    return (pathlib.Path(cfg.cache_dir) if cfg.cache_dir else sources.default_cache_dir()) / "prepared"
+
+
+def _fetch_gutenberg_books(cfg: Config, book_ids: list[int]) -> list[tuple[int, pathlib.Path]]:
+    return sources.fetch_gutenberg_books(
+        book_ids,
+        mirror=cfg.gutenberg_mirror,
         cache_dir=pathlib.Path(cfg.cache_dir) if cfg.cache_dir else sources.default_cache_dir(),
-        download_options=dict(workers=cfg.download_workers, skip_missing=cfg.skip_missing_books, timeout=cfg.download_timeout),
-        cleaning_options=dict(lowercase=cfg.lowercase, collapse_whitespace=cfg.collapse_whitespace),
+        workers=cfg.download_workers,
+        skip_missing=cfg.skip_missing_books,
+        timeout=cfg.download_timeout,
     )
 
 
-def _make_pairs(texts: list[str], vocabulary: Vocabulary, *, seq_len: int) -> tf.data.Dataset:
-    """Cleaned texts -> (input, target) pairs, each int32 [seq_len]."""
-    book_ids = tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string)).map(vocabulary.encode)
-    book_windows = windows.make_windows(book_ids, seq_len=seq_len, books_in_parallel=BOOKS_IN_PARALLEL)
-    return book_windows.map(windows.split_input_target, num_parallel_calls=tf.data.AUTOTUNE)
+def _read_book(cfg: Config, book) -> Book:
+    """One book of the corpus (a fetched Gutenberg book's (id, cached path), or a file path), decoded and cleaned."""
+    if cfg.corpus == "gutenberg":
+        book_id, path = book
+        return _clean(cfg, f"Gutenberg book {book_id}", path.read_bytes())
+    return _clean(cfg, str(book), sources.load_text_file(book))
+
+
+def _clean(cfg: Config, name: str, raw: bytes) -> Book:
+    return Book(name, text.clean_book_text(raw, name=name, lowercase=cfg.lowercase, collapse_whitespace=cfg.collapse_whitespace))
+
+
+def _distribute(train: tf.data.Dataset, cfg: Config, *, shard_by_file: bool) -> tf.data.Dataset:
+    """Options for running the training batches: order (--deterministic), sharding by file, the tf.data service."""
+    options = tf.data.Options()
+    options.deterministic = cfg.deterministic
+    # Workers of a tf.distribute strategy each read their own shard files rather than every file; with
+    # fewer files than workers, each worker reads them all and keeps its share of the batches.
+    policy = tf.data.experimental.AutoShardPolicy.FILE if shard_by_file else tf.data.experimental.AutoShardPolicy.DATA
+    options.experimental_distribute.auto_shard_policy = policy
+    train = train.with_options(options)
+    if cfg.data_service_address:
+        train = train.apply(
+            tf.data.experimental.service.distribute(processing_mode="parallel_epochs", service=cfg.data_service_address)
+        )
+    return train.prefetch(tf.data.AUTOTUNE)
+
+
+def _shard_by_batch() -> tf.data.Options:
+    """Workers of a tf.distribute strategy each score their share of the batches (there is one validation file)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options

@@ -26,8 +26,15 @@ def test_settings_unknown_to_this_version_are_ignored():
         ({"temperature": -1.0}, "--temperature=-1.0 must be 0"),
         ({"download_workers": 0}, "--download_workers=0 must be between 1 and 256"),
         ({"download_timeout": 0.0}, "--download_timeout=0.0 must be above 0"),
+        ({"corpus": "tfds:"}, "or tfds:NAME"),
+        ({"seq_len": 10, "window_stride": 12}, "--window_stride=12 must be at most --seq_len \\+ 1 = 11"),
+        ({"min_char_count": 0}, "--min_char_count=0 must be between 1"),
     ],
 )
 def test_bad_settings_are_refused_with_the_flag_named(settings, message):
     with pytest.raises(UserError, match=message):
         Config(**settings)
+
+
+def test_any_tensorflow_datasets_name_is_a_corpus():
+    assert Config(corpus="tfds:pg19").corpus == "tfds:pg19"

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from errors import UserError
-from pipeline.datasets import load_books, make_datasets
+from pipeline.datasets import TEXT_SETTINGS, make_corpus, make_datasets, read_books
 
 
 def test_batches_of_shifted_windows_from_a_real_book(tiny_config):
@@ -21,9 +21,7 @@ def test_batches_of_shifted_windows_from_a_real_book(tiny_config):
 def test_training_and_validation_windows_never_share_text(tiny_config):
     cfg = dataclasses.replace(tiny_config, validation_fraction=0.1)
     data = make_datasets(cfg)
-    (book,) = load_books(
-        corpus="gutenberg", books=(11,), files="", gutenberg_mirror=cfg.gutenberg_mirror, cache_dir=cfg.cache_dir
-    )
+    (book,) = read_books(cfg)
     cut = len(book.text) - int(len(book.text) * 0.1)
     train_text, validation_text = book.text[:cut], book.text[cut:]
 
@@ -72,3 +70,59 @@ def test_books_that_cannot_be_fetched_stop_the_run_unless_skipped(tiny_config):
     with pytest.raises(UserError, match="1 of 2 Gutenberg books could not be fetched:\n  Gutenberg book 999999 is not in"):
         make_datasets(cfg)
     assert make_datasets(dataclasses.replace(cfg, skip_missing_books=True)).num_books == 1
+
+
+def test_every_text_setting_is_part_of_the_prepared_datas_key(tiny_config):
+    identity = make_corpus(tiny_config).identity
+    assert [name for name, _ in identity[: len(TEXT_SETTINGS)]] == list(TEXT_SETTINGS)
+    assert make_corpus(dataclasses.replace(tiny_config, books=(11, 84))).identity != identity
+
+
+def test_window_stride_overlaps_training_windows_and_keeps_steps_per_epoch_exact(tiny_config):
+    cfg = dataclasses.replace(tiny_config, window_stride=11)
+    data = make_datasets(cfg)
+    (book,) = read_books(cfg)
+    train_text = book.text[: len(book.text) - int(len(book.text) * cfg.validation_fraction)]
+    assert data.steps_per_epoch == ((len(train_text) - 33) // 11 + 1) // 16
+    decode = data.vocabulary.decode
+    inputs, targets = next(iter(data.train))
+    for x, y in zip(inputs, targets):  # every window starts a multiple of the stride into the book
+        window = decode(x) + decode(y[-1:])
+        starts = [i for i in range(len(train_text)) if train_text.startswith(window, i)]
+        assert any(start % 11 == 0 for start in starts), starts
+    epoch = data.train.take(data.steps_per_epoch)
+    assert sum(1 for _ in epoch) == data.steps_per_epoch
+
+
+def test_the_same_seed_gives_the_same_batches_and_every_pass_is_shuffled_anew(tiny_config):
+    def first_inputs(seed, *, take):
+        data = make_datasets(dataclasses.replace(tiny_config, seed=seed))
+        return [inputs.numpy().tolist() for inputs, _ in data.train.take(take)], data.steps_per_epoch
+
+    batches, steps_per_epoch = first_inputs(1, take=3)
+    assert batches == first_inputs(1, take=3)[0]
+    assert batches != first_inputs(2, take=3)[0]
+    two_passes, _ = first_inputs(1, take=2 * steps_per_epoch)
+    assert two_passes[:3] == batches
+    assert two_passes[steps_per_epoch : steps_per_epoch + 3] != batches
+
+
+def test_nondeterministic_order_still_delivers_full_batches(tiny_config):
+    data = make_datasets(dataclasses.replace(tiny_config, deterministic=False))
+    assert data.train.options().deterministic is False
+    assert all(inputs.shape == (16, 32) for inputs, _ in data.train.take(5))
+
+
+def test_every_pass_holds_exactly_steps_per_epoch_batches_of_distinct_windows(tiny_config, tmp_path):
+    # Five windows, batches of two: each pass is two batches of four different windows, and the fifth
+    # window is dropped rather than carried into the next pass's batches.
+    (tmp_path / "five.txt").write_text("".join(letter * 32 + "\n" for letter in "abcde"))
+    cfg = dataclasses.replace(
+        tiny_config, corpus="files", files=str(tmp_path / "five.txt"), validation_fraction=0.0, batch_size=2
+    )
+    data = make_datasets(cfg)
+    assert data.steps_per_epoch == 2
+    first_letters = [data.vocabulary.decode(inputs[:, 0]) for inputs, _ in data.train.take(20)]
+    for one_pass in range(10):
+        letters = first_letters[2 * one_pass] + first_letters[2 * one_pass + 1]
+        assert len(set(letters)) == 4, first_letters

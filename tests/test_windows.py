@@ -1,11 +1,13 @@
+import numpy as np
 import tensorflow as tf
 
 from pipeline.vocab import build_vocabulary
 from pipeline.windows import (
     count_windows,
-    make_evaluation_batches,
-    make_training_batches,
-    make_windows,
+    cut_windows,
+    make_batches,
+    mix_books,
+    shuffle_rows,
     split_input_target,
     split_train_validation,
 )
@@ -13,45 +15,65 @@ from pipeline.windows import (
 VOCABULARY = build_vocabulary(["abcdefghijklmnopqrstuvwxyz "])
 
 
-def windows_of(texts, *, seq_len, books_in_parallel=1):
-    books = tf.data.Dataset.from_tensor_slices(texts).map(VOCABULARY.encode)
-    return [VOCABULARY.decode(w) for w in make_windows(books, seq_len=seq_len, books_in_parallel=books_in_parallel)]
+def windows_of(text, *, seq_len, stride=0):
+    return [VOCABULARY.decode(w) for w in cut_windows(VOCABULARY.encode(text), seq_len=seq_len, stride=stride)]
 
 
 def test_split_input_target_shifts_by_one_character():
     inputs, targets = split_input_target(VOCABULARY.encode("hello"))
+    assert inputs.dtype == targets.dtype == tf.int32
     assert VOCABULARY.decode(inputs) == "hell"
     assert VOCABULARY.decode(targets) == "ello"
 
 
 def test_windows_are_seq_len_plus_one_and_the_leftover_is_dropped():
-    assert windows_of(["hello world"], seq_len=4) == ["hello", " worl"]
+    assert windows_of("hello world", seq_len=4) == ["hello", " worl"]
     assert count_windows(len("hello world"), seq_len=4) == 2
 
 
-def test_windows_never_span_two_books_and_books_alternate():
-    assert windows_of(["abcdefg", "hijklmn"], seq_len=2, books_in_parallel=2) == ["abc", "hij", "def", "klm"]
+def test_window_stride_makes_windows_overlap():
+    assert windows_of("hello world", seq_len=4, stride=3) == ["hello", "lo wo", "world"]
+    assert windows_of("hello world", seq_len=4, stride=1)[:3] == ["hello", "ello ", "llo w"]
+    assert count_windows(11, seq_len=4, stride=3) == 3 and count_windows(11, seq_len=4, stride=1) == 7
+    assert windows_of("hell", seq_len=4, stride=1) == [] and count_windows(4, seq_len=4, stride=1) == 0
 
 
 def test_validation_is_the_end_of_the_book():
     assert split_train_validation("abcdefghij", validation_fraction=0.2) == ("abcdefgh", "ij")
     assert split_train_validation("abcdefghij", validation_fraction=0.0) == ("abcdefghij", "")
+    train, validation = split_train_validation(np.arange(10), validation_fraction=0.2)
+    assert train.tolist() == list(range(8)) and validation.tolist() == [8, 9]
 
 
-def test_training_batches_are_full_shuffled_by_seed_and_endless():
-    pairs = tf.data.Dataset.range(10).map(lambda i: (tf.fill([3], tf.cast(i, tf.int32)), tf.fill([3], tf.cast(i, tf.int32))))
-
-    def first_inputs(seed):
-        batches = make_training_batches(pairs, batch_size=4, shuffle_buffer=10, seed=seed)
-        return [inputs[:, 0].numpy().tolist() for inputs, _ in batches.take(6)]
-
-    epochs = first_inputs(seed=1)
-    assert all(len(batch) == 4 for batch in epochs)  # 10 pairs -> 2 full batches per pass, remainder dropped
-    assert epochs == first_inputs(seed=1)
-    assert epochs != first_inputs(seed=2)
-    assert epochs[0:2] != epochs[2:4]  # every pass is shuffled anew
+def test_shuffled_rows_depend_only_on_the_seed():
+    rows = tf.reshape(tf.range(20), [10, 2])
+    once = shuffle_rows(rows, tf.constant([1, 2], tf.int64)).numpy().tolist()
+    assert once == shuffle_rows(rows, tf.constant([1, 2], tf.int64)).numpy().tolist()
+    assert once != shuffle_rows(rows, tf.constant([1, 3], tf.int64)).numpy().tolist()
+    assert sorted(once) == rows.numpy().tolist()
 
 
-def test_evaluation_batches_keep_every_pair_in_order():
-    pairs = tf.data.Dataset.range(5).map(lambda i: (i, i))
-    assert [x.numpy().tolist() for x, _ in make_evaluation_batches(pairs, batch_size=2)] == [[0, 1], [2, 3], [4]]
+def test_mixed_blocks_hold_every_window_of_every_book_once_and_mix_books():
+    # Book b's windows are [b, i, i]: after mixing, each window is still whole and appears once.
+    books = [tf.constant([[b, i, i] for i in range(100 + 50 * b)]) for b in range(3)]
+    blocks = mix_books(
+        tf.data.Dataset.from_tensor_slices(tf.ragged.stack(books)).enumerate().map(
+            lambda b, w: (tf.stack([tf.constant(7, tf.int64), b]), tf.reshape(w.to_tensor(), [-1, 3]))
+        ),
+        books_in_parallel=3,
+        shuffle_block=192,  # three chunks of 64 windows
+    )
+    blocks = [block.numpy().tolist() for block in blocks]
+    windows = [tuple(w) for block in blocks for w in block]
+    assert sorted(windows) == sorted(tuple(w) for book in books for w in book.numpy().tolist())
+    assert len({b for b, _, _ in blocks[0]}) == 3  # the first block already holds all three books
+
+
+def test_batches_run_on_across_blocks_and_drop_only_the_last_remainder():
+    blocks = tf.data.Dataset.from_tensor_slices(tf.ragged.constant([[[i, i]] * n for i, n in enumerate([3, 4, 2])])).map(
+        lambda b: b.to_tensor()
+    )
+    batches = make_batches(blocks, batch_size=4, drop_remainder=True)
+    assert [inputs[:, 0].numpy().tolist() for inputs, _ in batches] == [[0, 0, 0, 1], [1, 1, 1, 2]]
+    kept = make_batches(blocks, batch_size=4, drop_remainder=False)
+    assert [len(inputs) for inputs, _ in kept] == [4, 4, 1]
