@@ -1,5 +1,6 @@
 """Which devices train the model: a tf.distribute strategy for --strategy, and the matching mixed precision."""
 
+import glob
 import json
 import os
 
@@ -80,17 +81,26 @@ def describe(strategy: tf.distribute.Strategy) -> str:
 
 def _tpu_address_is_known() -> bool:
     # Colab and Cloud TPU VMs announce their TPU through these variables.
-    return any(name in os.environ for name in ("COLAB_TPU_ADDR", "TPU_NAME", "TPU_ACCELERATOR_TYPE"))
+    announced = any(name in os.environ for name in ("COLAB_TPU_ADDR", "TPU_NAME", "TPU_ACCELERATOR_TYPE"))
+    return announced or bool(glob.glob("/dev/accel*"))  # a TPU VM's chips
 
 
 def _connect_to_tpu() -> tf.distribute.TPUStrategy:
-    try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, tf.errors.OpError) as error:
-        raise UserError(f"--strategy=tpu found no TPU to use ({error}); on Colab pick a TPU runtime, or use --strategy=auto") from None
-    return tf.distribute.TPUStrategy(resolver)
+    # A TPU reached over the network (older Colab runtimes, Cloud TPU nodes) is found through the
+    # environment; on a TPU VM (current Colab TPU runtimes) the TPU is local to this machine.
+    errors = []
+    for tpu in (None, "local"):
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+            if tpu is None:
+                tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+            return tf.distribute.TPUStrategy(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as error:
+            errors.append(str(error).splitlines()[0] if str(error) else type(error).__name__)
+    raise UserError(
+        f"--strategy=tpu found no TPU to use ({'; '.join(errors)}); on Colab pick a TPU runtime, or use --strategy=auto"
+    )
 
 
 def _has_chief() -> bool:

@@ -107,3 +107,8 @@ def test_one_device_is_the_chief_and_computes_in_float32_by_default():
     strategy = distribute.make_strategy("default")
     assert distribute.is_chief(strategy)
     assert distribute.set_precision(False, strategy) == "float32"
+
+
+def test_tpu_without_a_tpu_is_a_clear_error():
+    with pytest.raises(distribute.UserError, match="--strategy=tpu found no TPU to use .*pick a TPU runtime"):
+        distribute.make_strategy("tpu")
