@@ -110,14 +110,18 @@ def load_export(directory: str | os.PathLike) -> Export:
             raise UserError(f"the export at {directory} is incomplete: {name} is missing; export the model again")
     try:
         manifest = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        version = manifest["format_version"]
-        config = Config.from_json_dict(manifest["config"])
-        steps_completed = int(manifest["steps_completed"])
-        vocab_size = int(manifest["vocab_size"])
+        version = int(manifest["format_version"])
     except (ValueError, KeyError, TypeError) as error:
-        raise UserError(f"{directory / CONFIG_FILE} is damaged ({error}); export the model again") from None
+        raise _damaged_config(directory, error) from None
+    # Before the settings: a newer version may hold settings this one reads differently.
     if version > FORMAT_VERSION:
         raise UserError(f"the export at {directory} has format version {version}, newer than this tool's {FORMAT_VERSION}; upgrade charbook")
+    try:
+        config = Config.from_json_dict(manifest["config"])  # a UserError if a setting is out of range
+        steps_completed = int(manifest["steps_completed"])
+        vocab_size = int(manifest["vocab_size"])
+    except (ValueError, KeyError, TypeError, UserError) as error:
+        raise _damaged_config(directory, error) from None
     vocabulary = Vocabulary.from_json((directory / VOCAB_FILE).read_text(encoding="utf-8"))
     if vocabulary.size != vocab_size:
         raise UserError(
@@ -151,6 +155,10 @@ def _check_weights_file(directory: pathlib.Path, expected: dict) -> None:
         )
     if "sha256" in expected and hashlib.sha256(data).hexdigest() != expected["sha256"]:
         raise UserError(f"{directory / WEIGHTS_FILE} is damaged: its checksum does not match; export the model again")
+
+
+def _damaged_config(directory: pathlib.Path, error: Exception) -> UserError:
+    return UserError(f"{directory / CONFIG_FILE} is damaged ({error}); export the model again")
 
 
 def _reason(error: OSError) -> str:

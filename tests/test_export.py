@@ -102,6 +102,12 @@ def test_export_from_a_newer_version_asks_for_an_upgrade(tmp_path):
     with pytest.raises(UserError, match="newer than this tool"):
         export.load_export(tmp_path / "export")
 
+    # Even when it holds a setting this version would refuse: the version is the problem, not damage.
+    manifest["config"]["dropout"] = 1.5
+    path.write_text(json.dumps(manifest | {"format_version": export.FORMAT_VERSION + 1}))
+    with pytest.raises(UserError, match="newer than this tool"):
+        export.load_export(tmp_path / "export")
+
 
 def test_unwritable_export_directory_is_caught_before_training(tmp_path):
     export.check_can_write(tmp_path / "new" / "export")  # parents are created
