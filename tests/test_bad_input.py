@@ -117,6 +117,14 @@ def test_bad_settings(tmp_path, flags, problem, fix):
     assert not (tmp_path / "export").exists()
 
 
+def test_cache_dir_that_is_a_file(tmp_path):
+    (tmp_path / "a_file").write_text("not a directory")
+    (tmp_path / "book.txt").write_text(TEXT)
+    result = run_train(tmp_path, "--corpus=files", f"--files={tmp_path / 'book.txt'}", f"--cache_dir={tmp_path / 'a_file'}")
+    assert_clear_failure(result, f"Not a directory: {tmp_path / 'a_file'}", "a file stands where a directory is needed")
+    assert not (tmp_path / "export").exists()
+
+
 # --- train.py: downloads from a mirror on 127.0.0.1 ---
 
 BOOK = f"*** START OF THE PROJECT GUTENBERG EBOOK FIVE ***\n{TEXT}*** END OF THE PROJECT GUTENBERG EBOOK FIVE ***\n".encode()
@@ -273,10 +281,13 @@ def test_allow_unknown_generates_with_a_warning(good_export):
     "damage, flags, problem, fix",
     [
         (None, ["--corpus=files", "--files=/nonexistent/held_out.txt"], "no files match --files pattern", "check the path"),
+        (None, ["--corpus=files", "--files=SHORT"], "short.txt is shorter than one window of --seq_len + 1 = 11", "lower --seq_len"),
         (DAMAGES["bit-flipped weights"][0], ["--books=11"], "its checksum does not match", "export the model again"),
     ],
 )
 def test_evaluate_bad_input(good_export, gutenberg_mirror, tmp_path, damage, flags, problem, fix):
+    (tmp_path / "short.txt").write_text("It was.\n")
+    flags = [flag.replace("SHORT", str(tmp_path / "short.txt")) for flag in flags]
     export_dir = damaged_copy(good_export, tmp_path, damage) if damage else good_export
     result = run(
         "evaluate.py", f"--export_dir={export_dir}", f"--gutenberg_mirror={gutenberg_mirror}", f"--cache_dir={tmp_path}", *flags
