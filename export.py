@@ -122,7 +122,7 @@ def load_export(directory: str | os.PathLike) -> Export:
         vocab_size = int(manifest["vocab_size"])
     except (ValueError, KeyError, TypeError, UserError) as error:
         raise _damaged_config(directory, error) from None
-    vocabulary = Vocabulary.from_json((directory / VOCAB_FILE).read_text(encoding="utf-8"))
+    vocabulary = Vocabulary.from_json((directory / VOCAB_FILE).read_bytes())  # bytes: bad UTF-8 is damage it reports
     if vocabulary.size != vocab_size:
         raise UserError(
             f"the export at {directory} does not hang together: {VOCAB_FILE} has {vocabulary.size} ids but the "

@@ -110,6 +110,7 @@ def test_model_and_batch_sizes_out_of_range_are_all_named_at_once(tmp_path, valu
         (["--books=12a"], "--books: '12a' is not an ebook id", "write e.g. 84 or 1000-1100"),
         (["--books=5-3"], "--books: the range '5-3' runs backwards", "write 3-5"),
         (["--books=@missing.txt"], "cannot read the --books file 'missing.txt'", "give @ and the path of a file of ebook ids"),
+        (["--gutenberg_mirror=htp://www.gutenberg.org"], "--gutenberg_mirror='htp://www.gutenberg.org' is neither", "https://www.gutenberg.org"),
     ],
 )
 def test_bad_settings(tmp_path, flags, problem, fix):
@@ -229,6 +230,11 @@ DAMAGES = {
     "config.json not JSON": (
         lambda d: (d / "config.json").write_text("{ this is not json"),
         "config.json is damaged",
+        "export the model again",
+    ),
+    "vocab.json not text": (
+        lambda d: (d / "vocab.json").write_bytes(random.Random(2).randbytes(300)),
+        "vocabulary file is damaged",
         "export the model again",
     ),
     "format version not a number": (
