@@ -28,6 +28,7 @@ TEXT = "It was the best of times, it was the worst of times.\n" * 40
 
 
 def run(script, *flags, env=None):
+    # CHARBOOK_DEBUG from the shell that runs the tests would add the tracebacks these tests rule out.
     return subprocess.run(
         [sys.executable, str(PROJECT_ROOT / script), *flags],
         capture_output=True,
