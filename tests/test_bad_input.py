@@ -119,6 +119,15 @@ def test_bad_settings(tmp_path, flags, problem, fix):
     assert not (tmp_path / "export").exists()
 
 
+def test_export_dir_holding_other_files_is_refused_before_training_and_kept(tmp_path):
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "book.txt").write_text(TEXT)
+    result = run_train(tmp_path, "--corpus=files", f"--files={tmp_path / 'texts' / '*.txt'}", f"--export_dir={tmp_path / 'texts'}")
+    assert_clear_failure(result, "holds files that are not part of an export (book.txt)", "choose another --export_dir")
+    assert (tmp_path / "texts" / "book.txt").read_text() == TEXT
+    assert "training" not in result.stdout
+
+
 def test_cache_dir_that_is_a_file(tmp_path):
     (tmp_path / "a_file").write_text("not a directory")
     (tmp_path / "book.txt").write_text(TEXT)
