@@ -73,6 +73,7 @@ def zip_archive():
     [
         ("missing.txt", None, "no files match --files pattern", "check the path"),
         ("empty_dir/*.txt", None, "no files match --files pattern", "check the path"),
+        ("empty_dir", None, "empty_dir' is a directory", "give a pattern of files in it, e.g. '"),
         ("book.txt", b"", "book.txt holds no text", "remove it from the corpus"),
         ("program", elf_program(), "program looks binary", "pass text files only"),
         ("book.zip", zip_archive(), "book.zip looks binary", "pass text files only"),
