@@ -78,10 +78,15 @@ def zip_archive():
         ("program", elf_program(), "program looks binary", "pass text files only"),
         ("book.zip", zip_archive(), "book.zip looks binary", "pass text files only"),
         ("noise.txt", random.Random(1).randbytes(4096), "noise.txt looks binary", "pass text files only"),
-        ("book.txt", TEXT.encode().replace(b"\n", b"\x00\n"), "book.txt looks binary (it contains NUL bytes)", "pass text files only"),
+        ("book.txt", TEXT.encode().replace(b"\n", b"\x00\n"), "book.txt looks binary (it contains NUL", "pass text files only"),
         ("book.txt", TEXT.encode("utf-16-le"), "book.txt looks binary", "UTF-16 text needs a byte-order mark"),
-        ("book.txt", b"\xff\xfe" + TEXT.encode("utf-16-le") + b"!", "book.txt starts with a UTF-16 byte-order mark but is not valid UTF-16", "save it again, as UTF-8 if you can"),
-        ("book.txt", b"Too short to train on.\n", "fewer than one batch (--batch_size=4)", "add text or lower --batch_size or --seq_len"),
+        (
+            "book.txt",
+            b"\xff\xfe" + TEXT.encode("utf-16-le") + b"!",  # an odd number of bytes cannot be UTF-16
+            "book.txt starts with a UTF-16 byte-order mark but is not valid UTF-16",
+            "save it again, as UTF-8 if you can",
+        ),
+        ("book.txt", b"Too short.\n", "fewer than one batch (--batch_size=4)", "add text or lower --batch_size or --seq_len"),
     ],
 )
 def test_bad_text_files(tmp_path, files, content, problem, fix):
