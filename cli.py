@@ -109,7 +109,9 @@ def _was_given(name: str) -> bool:
 
 
 def run(main) -> None:
-    """absl's app.run(main), but a UserError or OSError ends in one message on stderr and exit status 2."""
+    """absl's app.run(main), but a UserError, an OSError or running out of memory ends in one message on stderr and exit status 2."""
+
+    import tensorflow as tf  # imported quietly above
 
     def main_with_clean_errors(argv):
         if not _debug():
@@ -120,6 +122,12 @@ def run(main) -> None:
             _exit_with_message(str(error))
         except OSError as error:  # a full disk, a read-only or missing directory: the user can fix these too
             _exit_with_message(_describe_os_error(error))
+        except (MemoryError, tf.errors.ResourceExhaustedError) as error:  # a model or batch too big for this machine
+            detail = (str(error).strip().splitlines() or ["no detail"])[0]
+            _exit_with_message(
+                f"out of memory ({detail}); lower --batch_size, --seq_len, --rnn_units or --embedding_dim "
+                "(for generate.py, --num_samples)"
+            )
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
