@@ -50,9 +50,14 @@ class TrainingCheckpoints:
         )
         self._best = tf.train.Checkpoint(model=model)
         # In multi-worker training every worker takes part in saving; only the chief's copy is kept.
-        write_to = self.directory if is_chief else pathlib.Path(tempfile.mkdtemp(prefix="charbook-worker-checkpoints-"))
-        self._latest = tf.train.CheckpointManager(self._state, write_to, max_to_keep=keep)
-        self._best_weights = tf.train.CheckpointManager(self._best, write_to / "best", max_to_keep=1)
+        self._write_to = self.directory if is_chief else pathlib.Path(tempfile.mkdtemp(prefix="charbook-worker-checkpoints-"))
+        self._keep = keep
+        self._open_managers()
+
+    def _open_managers(self) -> None:
+        # A CheckpointManager lists the directory's checkpoints once, when it is made.
+        self._latest = tf.train.CheckpointManager(self._state, self._write_to, max_to_keep=self._keep)
+        self._best_weights = tf.train.CheckpointManager(self._best, self._write_to / "best", max_to_keep=1)
 
     def restore_or_start(self, cfg: Config, vocabulary: Vocabulary) -> int:
         """Restores the latest checkpoint of this run and returns its step, or returns 0 for a fresh start.
@@ -62,7 +67,8 @@ class TrainingCheckpoints:
         """
         run = {"config": cfg.to_json_dict(), "vocabulary": json.loads(vocabulary.to_json())}
         if not cfg.resume and self.is_chief and self.directory.exists():
-            shutil.rmtree(self.directory)
+            _delete_checkpoints(self.directory)
+            self._open_managers()  # the old ones would still skip saving steps the deleted checkpoints had
         if _saved_checkpoints(self.directory):
             _check_same_run(self.directory, run)
             return self._restore_latest()
@@ -132,6 +138,13 @@ def _clear_errors_on_write(directory: pathlib.Path):
             f"cannot write a checkpoint to {directory}: {message}; the previous checkpoint is unchanged. "
             "Free some disk space or choose another --checkpoint_dir, then rerun to resume from it"
         ) from None
+
+
+def _delete_checkpoints(directory: pathlib.Path) -> None:
+    """--noresume: deletes this module's files (see the top), and nothing else that shares the directory."""
+    for path in directory.iterdir():
+        if path.name in (RUN_FILE, "checkpoint", "best") or path.name.startswith("ckpt-"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def _saved_checkpoints(directory: pathlib.Path) -> list[str]:

@@ -1,5 +1,6 @@
 """Command-line plumbing shared by the entry scripts: Config fields as absl flags, clean error exits."""
 
+import errno
 import os
 import sys
 import tempfile
@@ -47,6 +48,18 @@ def _import_tensorflow_quietly() -> None:
 
 
 _import_tensorflow_quietly()
+
+# The system's message names the problem; this says what to do about the ones users meet.
+_OS_ERROR_ADVICE = {
+    errno.ENOSPC: "free some disk space, then rerun",
+    errno.EDQUOT: "free some disk space, then rerun",
+    errno.EROFS: "that disk is read-only; choose another directory",
+    errno.EACCES: "choose a directory you may write to, or fix its permissions",
+    errno.EPERM: "choose a directory you may write to, or fix its permissions",
+    errno.ENOTDIR: "a file stands where a directory is needed; move it or choose another path",
+    errno.EISDIR: "a directory stands where a file is needed; check the path",
+    errno.ENOENT: "check the path",
+}
 
 # Flag defaults that users may set from the environment, as the help texts say.
 _ENVIRONMENT_DEFAULTS = {"gutenberg_mirror": "GUTENBERG_MIRROR", "cache_dir": "CHARBOOK_CACHE_DIR"}
@@ -96,7 +109,9 @@ def _was_given(name: str) -> bool:
 
 
 def run(main) -> None:
-    """absl's app.run(main), but a UserError or OSError ends in one message on stderr and exit status 2."""
+    """absl's app.run(main), but a UserError, an OSError or running out of memory ends in one message on stderr and exit status 2."""
+
+    import tensorflow as tf  # imported quietly above
 
     def main_with_clean_errors(argv):
         if not _debug():
@@ -106,12 +121,24 @@ def run(main) -> None:
         except UserError as error:
             _exit_with_message(str(error))
         except OSError as error:  # a full disk, a read-only or missing directory: the user can fix these too
-            _exit_with_message(f"{error.strerror or error}" + (f": {error.filename}" if error.filename else ""))
+            _exit_with_message(_describe_os_error(error))
+        except (MemoryError, tf.errors.ResourceExhaustedError) as error:  # a model or batch too big for this machine
+            detail = (str(error).strip().splitlines() or ["no detail"])[0]
+            _exit_with_message(
+                f"out of memory ({detail}); lower --batch_size, --seq_len, --rnn_units or --embedding_dim "
+                "(for generate.py, --num_samples)"
+            )
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
 
     app.run(main_with_clean_errors, flags_parser=_parse_flags)
+
+
+def _describe_os_error(error: OSError) -> str:
+    message = f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
+    advice = _OS_ERROR_ADVICE.get(error.errno)
+    return f"{message}; {advice}" if advice else message
 
 
 def _exit_with_message(message: str) -> None:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import urllib.parse
 from dataclasses import dataclass, field
 
 from errors import UserError
@@ -201,6 +202,11 @@ def _find_problems(cfg: Config) -> list[str]:
         problems.append("--corpus=gutenberg needs at least one id in --books")
     if cfg.corpus == "files" and not cfg.files.strip():
         problems.append("--corpus=files needs --files, e.g. --files='my/texts/*.txt'")
+    if cfg.corpus == "gutenberg" and not _is_mirror(cfg.gutenberg_mirror):
+        problems.append(
+            f"--gutenberg_mirror={cfg.gutenberg_mirror!r} is neither an http://, https:// or file:// URL nor a directory "
+            f"(the official one is {OFFICIAL_GUTENBERG_MIRROR})"
+        )
     if any(book_id <= 0 for book_id in cfg.books):
         problems.append("--books ids must be positive whole numbers")
     # Upper bounds catch typos (an extra zero or two) before they exhaust memory.
@@ -255,3 +261,15 @@ def _find_problems(cfg: Config) -> list[str]:
     if not cfg.export_dir:
         problems.append("--export_dir must not be empty")
     return problems
+
+
+def _is_mirror(mirror: str) -> bool:
+    """A local directory (any path), or a URL urllib can fetch from."""
+    if "://" not in mirror:
+        return bool(mirror.strip())
+    try:
+        parts = urllib.parse.urlsplit(mirror)
+        parts.port  # raises ValueError for a port that is not a number
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        return False
+    return parts.scheme == "file" or (parts.scheme in ("http", "https") and bool(parts.hostname))

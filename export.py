@@ -29,6 +29,7 @@ CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "model.weights.h5"
 SAVED_MODEL_DIR = "saved_model"
+EXPORT_NAMES = {CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, SAVED_MODEL_DIR}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +47,10 @@ def write_export(
 
     A crash at any moment leaves either the previous export or the new one, whole.
     """
-    directory = pathlib.Path(directory)
+    directory = _absolute(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     _recover_interrupted_swap(directory)
+    _refuse_to_replace_other_files(directory)
     for stale in directory.parent.glob(f".{directory.name}.partial-*"):  # left by a write that was killed
         shutil.rmtree(stale, ignore_errors=True)
     staging = pathlib.Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.partial-"))
@@ -90,7 +92,9 @@ def write_export(
 
 def check_can_write(directory: str | os.PathLike) -> None:
     """Fails now, not after hours of training, if an export could not be written to `directory`."""
-    parent = pathlib.Path(directory).absolute().parent
+    directory = _absolute(directory)
+    _refuse_to_replace_other_files(directory)
+    parent = directory.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=parent):
@@ -110,15 +114,19 @@ def load_export(directory: str | os.PathLike) -> Export:
             raise UserError(f"the export at {directory} is incomplete: {name} is missing; export the model again")
     try:
         manifest = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        version = manifest["format_version"]
-        config = Config.from_json_dict(manifest["config"])
-        steps_completed = int(manifest["steps_completed"])
-        vocab_size = int(manifest["vocab_size"])
+        version = int(manifest["format_version"])
     except (ValueError, KeyError, TypeError) as error:
-        raise UserError(f"{directory / CONFIG_FILE} is damaged ({error}); export the model again") from None
+        raise _damaged_config(directory, error) from None
+    # Before the settings: a newer version may hold settings this one reads differently.
     if version > FORMAT_VERSION:
         raise UserError(f"the export at {directory} has format version {version}, newer than this tool's {FORMAT_VERSION}; upgrade charbook")
-    vocabulary = Vocabulary.from_json((directory / VOCAB_FILE).read_text(encoding="utf-8"))
+    try:
+        config = Config.from_json_dict(manifest["config"])  # a UserError if a setting is out of range
+        steps_completed = int(manifest["steps_completed"])
+        vocab_size = int(manifest["vocab_size"])
+    except (ValueError, KeyError, TypeError, UserError) as error:
+        raise _damaged_config(directory, error) from None
+    vocabulary = Vocabulary.from_json((directory / VOCAB_FILE).read_bytes())  # bytes: bad UTF-8 is damage it reports
     if vocabulary.size != vocab_size:
         raise UserError(
             f"the export at {directory} does not hang together: {VOCAB_FILE} has {vocabulary.size} ids but the "
@@ -151,6 +159,28 @@ def _check_weights_file(directory: pathlib.Path, expected: dict) -> None:
         )
     if "sha256" in expected and hashlib.sha256(data).hexdigest() != expected["sha256"]:
         raise UserError(f"{directory / WEIGHTS_FILE} is damaged: its checksum does not match; export the model again")
+
+
+def _absolute(directory: str | os.PathLike) -> pathlib.Path:
+    # abspath, not resolve: "." and ".." get a name of their own, and a symlinked export is replaced, not its target.
+    return pathlib.Path(os.path.abspath(directory))
+
+
+def _refuse_to_replace_other_files(directory: pathlib.Path) -> None:
+    """A new export replaces the directory whole, so it must hold an export or nothing: never the user's own files."""
+    if directory.is_file():
+        raise UserError(f"--export_dir={directory} is a file, not an export directory; choose another --export_dir")
+    others = sorted(p.name for p in directory.iterdir() if p.name not in EXPORT_NAMES) if directory.is_dir() else []
+    if others:
+        listed = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise UserError(
+            f"--export_dir={directory} holds files that are not part of an export ({listed}), and an export replaces "
+            "the whole directory; choose another --export_dir, e.g. a new one"
+        )
+
+
+def _damaged_config(directory: pathlib.Path, error: Exception) -> UserError:
+    return UserError(f"{directory / CONFIG_FILE} is damaged ({error}); export the model again")
 
 
 def _reason(error: OSError) -> str:

@@ -107,7 +107,10 @@ def make_evaluation_books(cfg: Config, *, vocabulary: Vocabulary) -> Iterator[Ev
     for book in read_books(cfg):
         ids = vocabulary.encode_text(book.text)
         if windows.count_windows(len(ids), seq_len=cfg.seq_len) == 0:
-            raise UserError(f"{book.name} is shorter than one window of --seq_len + 1 = {cfg.seq_len + 1} characters")
+            raise UserError(
+                f"{book.name} is shorter than one window of --seq_len + 1 = {cfg.seq_len + 1} characters; "
+                "leave it out or lower --seq_len"
+            )
         book_windows = tf.data.Dataset.from_tensors(windows.cut_windows(tf.constant(ids), seq_len=cfg.seq_len))
         batches = windows.make_batches(book_windows, batch_size=cfg.batch_size, drop_remainder=False)
         unknown = vocabulary.count_unknown_chars(book.text)

@@ -397,6 +397,9 @@ def find_text_files(patterns: str) -> list[pathlib.Path]:
     for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
         matches = sorted(pathlib.Path(p) for p in glob.glob(os.path.expanduser(pattern), recursive=True))
         matches = [p for p in matches if p.is_file()]
+        if not matches and os.path.isdir(os.path.expanduser(pattern)):
+            example = os.path.join(pattern, "**", "*.txt")
+            raise UserError(f"--files pattern {pattern!r} is a directory; give a pattern of files in it, e.g. {example!r}")
         if not matches:
             raise UserError(f"no files match --files pattern {pattern!r}; check the path (quote it so the shell leaves the * alone)")
         paths.extend(matches)

@@ -70,7 +70,8 @@ def decode_text(raw: bytes, *, name: str) -> str:
         except UnicodeDecodeError as error:
             encoding = codec.upper()
             raise UserError(
-                f"{name} starts with a {encoding} byte-order mark but is not valid {encoding} (byte {error.start})"
+                f"{name} starts with a {encoding} byte-order mark but is not valid {encoding} (byte {error.start}): "
+                "it is cut short or damaged; save it again, as UTF-8 if you can"
             ) from None
     _refuse_binary(raw, name=name)
     return raw.decode(codec)

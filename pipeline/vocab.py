@@ -70,7 +70,7 @@ class Vocabulary:
         return json.dumps({"oov_token": OOV_TOKEN, "chars": list(self.chars)}, ensure_ascii=False, indent=0)
 
     @classmethod
-    def from_json(cls, text: str) -> "Vocabulary":
+    def from_json(cls, text: str | bytes) -> "Vocabulary":
         try:
             return cls(json.loads(text)["chars"])
         except (ValueError, KeyError, TypeError) as error:

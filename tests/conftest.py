@@ -1,7 +1,11 @@
-"""Shared fixtures: the real corpora beside the project, and a shrunken Config for tiny, fast runs."""
+"""Shared fixtures: the real corpora beside the project, a shrunken Config for tiny, fast runs, and a scripted
+Gutenberg mirror on 127.0.0.1 for every way a download can fail."""
 
+import collections
+import http.server
 import os
 import pathlib
+import threading
 
 import pytest
 
@@ -39,3 +43,100 @@ def tiny_config(gutenberg_mirror, tmp_path) -> Config:
         rnn_units=16,
         export_dir=str(tmp_path / "export"),
     )
+
+
+# --- a scripted mirror: each path answers with the next of its scripted responses (the last one repeats) ---
+
+
+def ok(body):
+    def respond(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/plain; charset=utf-8")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return respond
+
+
+def status(code):
+    return lambda handler: handler.send_error(code)
+
+
+def redirect(code, location):
+    def respond(handler):
+        handler.send_response(code)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return respond
+
+
+def cut_short(body, claimed_length):
+    def respond(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(claimed_length))
+        handler.end_headers()
+        handler.wfile.write(body)
+        handler.close_connection = True
+
+    return respond
+
+
+def stall(released, body, *, after_headers):
+    """Goes quiet (until the test ends) before answering at all, or after the headers and 20 bytes of `body`."""
+
+    def respond(handler):
+        if not after_headers:
+            released.wait(5)
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body[:20])
+        handler.wfile.flush()
+        released.wait(5)
+
+    return respond
+
+
+def html_page(handler):
+    ok(b"<!DOCTYPE html><html><body>Please verify you are human</body></html>")(handler)
+
+
+class ScriptedMirror:
+    def __init__(self):
+        self.script = {}
+        self.requests = collections.Counter()
+        self.released = threading.Event()  # set at teardown: slow answers stop waiting
+        mirror = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                responses = mirror.script.get(self.path, [status(404)])
+                mirror.requests[self.path] += 1
+                responses[min(mirror.requests[self.path], len(responses)) - 1](self)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.handle_error = lambda *args: None  # clients that gave up leave broken pipes behind
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def book(self, book_id, *responses):
+        self.script[f"/cache/epub/{book_id}/pg{book_id}.txt"] = list(responses)
+
+    def requests_for(self, book_id):
+        return self.requests[f"/cache/epub/{book_id}/pg{book_id}.txt"]
+
+
+@pytest.fixture
+def scripted_mirror():
+    """A Gutenberg mirror on 127.0.0.1 that answers each book's requests as scripted with .book(id, *responses)."""
+    mirror = ScriptedMirror()
+    threading.Thread(target=mirror.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+    yield mirror
+    mirror.released.set()
+    mirror.server.shutdown()
+    mirror.server.server_close()

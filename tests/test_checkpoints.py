@@ -111,10 +111,19 @@ def test_noresume_starts_over(tiny_config, tmp_path):
     train_a_little(model, checkpoints, steps=2)
     checkpoints.save()
 
+    (tmp_path / "ckpt" / "notes.txt").write_text("mine")
+
     fresh = dataclasses.replace(tiny_config, resume=False, rnn_units=24)
-    _, restarted = open_checkpoints(fresh, tmp_path / "ckpt")
+    model, restarted = open_checkpoints(fresh, tmp_path / "ckpt")
     assert restarted.restore_or_start(fresh, VOCABULARY) == 0
     assert not list((tmp_path / "ckpt").glob("ckpt-*"))
+    assert (tmp_path / "ckpt" / "notes.txt").read_text() == "mine"  # only checkpoint files are deleted
+
+    # The new run's checkpoints are saved, even at the steps the deleted ones had.
+    train_a_little(model, restarted, steps=2)
+    restarted.save()
+    _, resumed = open_checkpoints(dataclasses.replace(fresh, resume=True), tmp_path / "ckpt")
+    assert resumed.restore_or_start(dataclasses.replace(fresh, resume=True), VOCABULARY) == 2
 
 
 def test_the_best_validation_weights_come_back(tiny_config, tmp_path):

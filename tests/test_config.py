@@ -29,11 +29,21 @@ def test_settings_unknown_to_this_version_are_ignored():
         ({"corpus": "tfds:"}, "or tfds:NAME"),
         ({"seq_len": 10, "window_stride": 12}, "--window_stride=12 must be at most --seq_len \\+ 1 = 11"),
         ({"min_char_count": 0}, "--min_char_count=0 must be between 1"),
+        ({"gutenberg_mirror": "htp://www.gutenberg.org"}, "--gutenberg_mirror='htp://www.gutenberg.org' is neither"),
+        ({"gutenberg_mirror": "http://[::1"}, "--gutenberg_mirror='http://\\[::1' is neither"),
+        ({"gutenberg_mirror": "https://host:port"}, "is neither an http://, https:// or file:// URL nor a directory"),
+        ({"gutenberg_mirror": ""}, "--gutenberg_mirror='' is neither"),
     ],
 )
 def test_bad_settings_are_refused_with_the_flag_named(settings, message):
     with pytest.raises(UserError, match=message):
         Config(**settings)
+
+
+@pytest.mark.parametrize("mirror", ["https://www.gutenberg.org", "http://127.0.0.1:8000/", "file:///srv/gutenberg", "~/mirror", "mirror"])
+def test_web_and_local_mirrors_are_accepted(mirror):
+    assert Config(gutenberg_mirror=mirror).gutenberg_mirror == mirror
+    assert Config(corpus="files", files="*.txt", gutenberg_mirror="htp://unused").corpus == "files"
 
 
 def test_any_tensorflow_datasets_name_is_a_corpus():

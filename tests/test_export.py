@@ -102,6 +102,38 @@ def test_export_from_a_newer_version_asks_for_an_upgrade(tmp_path):
     with pytest.raises(UserError, match="newer than this tool"):
         export.load_export(tmp_path / "export")
 
+    # Even when it holds a setting this version would refuse: the version is the problem, not damage.
+    manifest["config"]["dropout"] = 1.5
+    path.write_text(json.dumps(manifest | {"format_version": export.FORMAT_VERSION + 1}))
+    with pytest.raises(UserError, match="newer than this tool"):
+        export.load_export(tmp_path / "export")
+
+
+def test_a_directory_of_other_files_is_never_replaced_by_an_export(tmp_path, monkeypatch):
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "novel.txt").write_text("my only copy")
+    (tmp_path / "notes").write_text("not a directory")
+    for directory, message in [
+        (tmp_path / "texts", "holds files that are not part of an export \\(novel.txt\\)"),
+        (tmp_path / "notes", "is a file, not an export directory"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            export.check_can_write(directory)
+        with pytest.raises(UserError, match=message):
+            write(directory)
+    monkeypatch.chdir(tmp_path / "texts")
+    with pytest.raises(UserError, match=f"--export_dir={tmp_path / 'texts'} holds files"):
+        write(".")
+    assert (tmp_path / "texts" / "novel.txt").read_text() == "my only copy"
+    assert (tmp_path / "notes").read_text() == "not a directory"
+
+    # An export, or an empty directory, is replaced.
+    write(tmp_path / "export")
+    export.check_can_write(tmp_path / "export")
+    (tmp_path / "empty").mkdir()
+    write(tmp_path / "empty", steps=3)
+    assert export.load_export(tmp_path / "empty").steps_completed == 3
+
 
 def test_unwritable_export_directory_is_caught_before_training(tmp_path):
     export.check_can_write(tmp_path / "new" / "export")  # parents are created

@@ -1,4 +1,3 @@
-import collections
 import functools
 import hashlib
 import http.server
@@ -10,7 +9,7 @@ import threading
 
 import pytest
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, cut_short, html_page, ok, redirect, stall, status
 from errors import UserError
 from pipeline import sources
 
@@ -31,86 +30,6 @@ def http_mirror(gutenberg_mirror):
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-# --- a scripted mirror: each path answers with the next of its scripted responses (the last one repeats) ---
-
-
-def ok(body):
-    def respond(handler):
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/plain; charset=utf-8")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    return respond
-
-
-def status(code):
-    return lambda handler: handler.send_error(code)
-
-
-def redirect(code, location):
-    def respond(handler):
-        handler.send_response(code)
-        handler.send_header("Location", location)
-        handler.send_header("Content-Length", "0")
-        handler.end_headers()
-
-    return respond
-
-
-def cut_short(body, claimed_length):
-    def respond(handler):
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(claimed_length))
-        handler.end_headers()
-        handler.wfile.write(body)
-        handler.close_connection = True
-
-    return respond
-
-
-def html_page(handler):
-    ok(b"<!DOCTYPE html><html><body>Please verify you are human</body></html>")(handler)
-
-
-class ScriptedMirror:
-    def __init__(self):
-        self.script = {}
-        self.requests = collections.Counter()
-        self.released = threading.Event()  # set at teardown: slow answers stop waiting
-        mirror = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                responses = mirror.script.get(self.path, [status(404)])
-                mirror.requests[self.path] += 1
-                responses[min(mirror.requests[self.path], len(responses)) - 1](self)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.handle_error = lambda *args: None  # clients that gave up leave broken pipes behind
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def book(self, book_id, *responses):
-        self.script[f"/cache/epub/{book_id}/pg{book_id}.txt"] = list(responses)
-
-    def requests_for(self, book_id):
-        return self.requests[f"/cache/epub/{book_id}/pg{book_id}.txt"]
-
-
-@pytest.fixture
-def scripted_mirror():
-    mirror = ScriptedMirror()
-    threading.Thread(target=mirror.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-    yield mirror
-    mirror.released.set()
-    mirror.server.shutdown()
-    mirror.server.server_close()
 
 
 BOOK = b"*** START OF THE PROJECT GUTENBERG EBOOK FIVE ***\nFive little words.\n"
@@ -165,25 +84,9 @@ def test_download_failures_name_the_book_and_what_to_do(scripted_mirror, tmp_pat
     assert not (tmp_path / "gutenberg").exists() or not list((tmp_path / "gutenberg").iterdir())  # nothing cached
 
 
-def stall(released, after_headers):
-    """Goes quiet (until the test ends) before answering at all, or after the headers and 20 bytes of the book."""
-
-    def respond(handler):
-        if not after_headers:
-            released.wait(5)
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(len(BOOK)))
-        handler.end_headers()
-        handler.wfile.write(BOOK[:20])
-        handler.wfile.flush()
-        released.wait(5)
-
-    return respond
-
-
 @pytest.mark.parametrize("after_headers", [False, True])
 def test_server_slower_than_the_timeout_is_given_up_on(scripted_mirror, tmp_path, after_headers):
-    scripted_mirror.book(5, stall(scripted_mirror.released, after_headers))
+    scripted_mirror.book(5, stall(scripted_mirror.released, BOOK, after_headers=after_headers))
     with pytest.raises(UserError, match=r"Gutenberg book 5 .*no answer within --download_timeout=0.05 seconds, 2 times"):
         sources.load_gutenberg_book(5, mirror=scripted_mirror.url, cache_dir=tmp_path, timeout=0.05, attempts=2, backoff=0.001)
     assert scripted_mirror.requests_for(5) == 2

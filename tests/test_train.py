@@ -126,24 +126,7 @@ def test_ctrl_c_keeps_what_was_learned(gutenberg_mirror, tmp_path):
     assert f"interrupted: {steps:,} steps" in stdout
 
 
-@pytest.mark.parametrize(
-    "flags, message",
-    [
-        (["--seq_len=0"], "--seq_len=0 must be between 1"),
-        (["--books=84,moby"], "--books: 'moby' is not an ebook id or a range of them"),
-        (["--corpus=library"], "--corpus='library' is not one of gutenberg, files"),
-        (["--corpus=files", "--files=/nonexistent/*.txt"], "no files match --files pattern '/nonexistent/*.txt'"),
-        (["--books=999999"], "Gutenberg book 999999 is not in the mirror directory"),
-    ],
-)
-def test_bad_input_is_one_clear_message_and_exit_status_2(gutenberg_mirror, tmp_path, flags, message):
-    result = run(
-        "train.py", f"--gutenberg_mirror={gutenberg_mirror}", f"--cache_dir={tmp_path}", f"--export_dir={tmp_path / 'x'}", *flags
-    )
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "x").exists()
+# Bad settings, files, downloads and exports: tests/test_bad_input.py.
 
 
 def logged_losses(stdout: str) -> dict[int, float]:
