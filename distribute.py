@@ -73,6 +73,8 @@ def set_precision(mixed: bool, strategy: tf.distribute.Strategy) -> str:
 
 def describe(strategy: tf.distribute.Strategy) -> str:
     """'MirroredStrategy over 2 replicas' and the like, for the start-up summary."""
+    if not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy():
+        return "one GPU" if tf.config.list_logical_devices("GPU") else "the CPU"
     name = type(strategy).__name__
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         name = "MultiWorkerMirroredStrategy"  # rather than its implementation class, CollectiveAllReduceStrategy

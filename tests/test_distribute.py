@@ -106,6 +106,7 @@ def test_multiworker_without_tf_config_is_a_clear_error(monkeypatch):
 def test_one_device_is_the_chief_and_computes_in_float32_by_default():
     strategy = distribute.make_strategy("default")
     assert distribute.is_chief(strategy)
+    assert distribute.describe(strategy) == "the CPU"
     assert distribute.set_precision(False, strategy) == "float32"
 
 
