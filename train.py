@@ -53,6 +53,11 @@ def main(argv):
             cfg.checkpoint_dir, model=model, optimizer=optimizer, keep=cfg.keep_checkpoints, is_chief=is_chief
         )
     first_step = checkpoints.restore_or_start(cfg, data.vocabulary)
+    if first_step > total_steps:
+        raise UserError(
+            f"the checkpoints in {cfg.checkpoint_dir} are at step {first_step:,}, past the {total_steps:,} steps asked for; "
+            f"ask for more (--steps={first_step + 1000}), or pass --noresume to start over"
+        )
     if first_step:
         print(f"resuming from the checkpoint of step {first_step:,} in {cfg.checkpoint_dir}")
     result = training.train(

@@ -175,6 +175,8 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(gutenberg_mi
     resumed_from = int(resumed.group(1))
     if kill_after == "done:":  # killed while exporting: all steps were trained and checkpointed, none again
         assert resumed_from == 60 and not losses_after
+        fewer_steps = run("train.py", *[flag for flag in flags if not flag.startswith("--steps=")], "--steps=30")
+        assert fewer_steps.returncode == 2 and "at step 60, past the 30 steps asked for" in fewer_steps.stderr
         return
     assert resumed_from >= 20 and resumed_from % 10 == 0
     assert min(losses_after) == resumed_from + 5  # the steps already checkpointed are not trained again
