@@ -16,7 +16,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     --batch_size is the global batch: a strategy splits each batch across its replicas.
     """
     if name == "auto":
-        if _tpu_address_is_known():
+        if tpu_is_attached():
             return make_strategy("tpu")
         if len(tf.config.list_logical_devices("GPU")) > 1:
             return tf.distribute.MirroredStrategy()
@@ -81,10 +81,10 @@ def describe(strategy: tf.distribute.Strategy) -> str:
     return f"{name} over {strategy.num_replicas_in_sync} replica(s)"
 
 
-def _tpu_address_is_known() -> bool:
-    # Colab and Cloud TPU VMs announce their TPU through these variables.
+def tpu_is_attached() -> bool:
+    """True on a runtime with a TPU: Colab's and Cloud TPU runtimes announce theirs; a TPU VM has its chips as devices."""
     announced = any(name in os.environ for name in ("COLAB_TPU_ADDR", "TPU_NAME", "TPU_ACCELERATOR_TYPE"))
-    return announced or bool(glob.glob("/dev/accel*"))  # a TPU VM's chips
+    return announced or bool(glob.glob("/dev/accel*"))
 
 
 def _connect_to_tpu() -> tf.distribute.TPUStrategy:
