@@ -3,6 +3,7 @@
 import math
 import sys
 import time
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -28,7 +29,7 @@ class ProgressReport:
         self.last_redraw = 0.0
         self.chars_per_sec = 0.0
 
-    def update(self, step: int, loss: float, *, learning_rate: float) -> None:
+    def update(self, step: int, loss: float, *, learning_rate: Callable[[], float]) -> None:
         """Called after `step` steps (1-based) with that step's loss in nats."""
         self.window_losses.append(loss)
         now = time.monotonic()
@@ -41,7 +42,7 @@ class ProgressReport:
                 tf.summary.scalar("train/loss", self.mean_loss)
                 tf.summary.scalar("train/bits_per_char", self.mean_loss / LN2)
                 tf.summary.scalar("train/chars_per_sec", self.chars_per_sec)
-                tf.summary.scalar("train/learning_rate", learning_rate)
+                tf.summary.scalar("train/learning_rate", learning_rate())  # asked for here only: it costs an eager op
             self.window_losses = []
             self.window_start_time, self.window_start_step = now, step
         elif self.interactive and now - self.last_redraw > 0.25:

@@ -174,7 +174,7 @@ def train(
                 raise UserError(f"training diverged: the loss became {loss} at step {step}; lower --learning_rate")
             checkpoints.step.assign(step)
             last_losses.append(loss)
-            progress.update(step, loss, learning_rate=_current_learning_rate(optimizer))
+            progress.update(step, loss, learning_rate=lambda: _current_learning_rate(optimizer))
             end_of_epoch = step % data.steps_per_epoch == 0
             if data.validation is not None and (end_of_epoch or step == total_steps):
                 bits_per_char, _ = evaluate(data.validation)
