@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from config import Config, fields_in_groups
-from errors import UserError
+from errors import UserError, os_error_reason
 from pipeline.sources import write_file_atomically
 from pipeline.vocab import Vocabulary
 
@@ -133,7 +133,7 @@ def _clear_errors_on_write(directory: pathlib.Path):
     try:
         yield
     except (OSError, tf.errors.OpError) as error:
-        message = error.strerror if isinstance(error, OSError) else error.message
+        message = os_error_reason(error) if isinstance(error, OSError) else error.message
         raise UserError(
             f"cannot write a checkpoint to {directory}: {message}; the previous checkpoint is unchanged. "
             "Free some disk space or choose another --checkpoint_dir, then rerun to resume from it"

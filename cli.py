@@ -9,7 +9,7 @@ import traceback
 from absl import app, flags, logging
 
 import config as config_lib
-from errors import UserError
+from errors import UserError, os_error_reason
 from pipeline import sources
 
 FLAGS = flags.FLAGS
@@ -136,7 +136,7 @@ def run(main) -> None:
 
 
 def _describe_os_error(error: OSError) -> str:
-    message = f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
+    message = os_error_reason(error) + (f": {error.filename}" if error.filename else "")
     advice = _OS_ERROR_ADVICE.get(error.errno)
     return f"{message}; {advice}" if advice else message
 

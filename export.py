@@ -19,7 +19,7 @@ import tempfile
 import keras
 
 from config import Config
-from errors import UserError
+from errors import UserError, os_error_reason
 from models.char_lstm import build_model
 from models.serving import SIGNATURE, save_generation_model
 from pipeline.vocab import Vocabulary
@@ -81,7 +81,7 @@ def write_export(
         shutil.rmtree(staging, ignore_errors=True)
         kept = "the previous export there is unchanged" if directory.exists() else "nothing was written there"
         raise UserError(
-            f"cannot write the export to {directory}: {_reason(error)}; {kept}. "
+            f"cannot write the export to {directory}: {os_error_reason(error)}; {kept}. "
             "Free some disk space or choose another --export_dir, then rerun: training resumes from its last checkpoint"
         ) from None
     except BaseException:
@@ -181,11 +181,6 @@ def _refuse_to_replace_other_files(directory: pathlib.Path) -> None:
 
 def _damaged_config(directory: pathlib.Path, error: Exception) -> UserError:
     return UserError(f"{directory / CONFIG_FILE} is damaged ({error}); export the model again")
-
-
-def _reason(error: OSError) -> str:
-    # h5py's messages run to several lines of internals; the errno says it in three words.
-    return os.strerror(error.errno) if error.errno else str(error)
 
 
 def _previous_copy(directory: pathlib.Path) -> pathlib.Path:
