@@ -36,8 +36,7 @@ class TextGenerationModule(tf.Module):
         weights = step_weights(model)
         # Variables, not constants: the SavedModel keeps them in variables/ rather than inside its graph.
         self.first_gates = tf.Variable(weights.first_gates, trainable=False)
-        self.next_kernels = [tf.Variable(tensor, trainable=False) for tensor in weights.next_kernels]
-        self.recurrent_kernels = [tf.Variable(tensor, trainable=False) for tensor in weights.recurrent_kernels]
+        self.outgoing = [tf.Variable(tensor, trainable=False) for tensor in weights.outgoing]
         self.biases = [tf.Variable(tensor, trainable=False) for tensor in weights.biases]
         self.units = weights.units
         chars = tf.constant(vocabulary.chars)
@@ -63,9 +62,7 @@ class TextGenerationModule(tf.Module):
             seed_text = tf.strings.lower(seed_text, encoding="utf-8")
         with tf.control_dependencies(checks):
             seed_ids = self.chars_to_ids.lookup(tf.strings.unicode_split(seed_text, "UTF-8"))[tf.newaxis]  # [1, seed_len]
-        weights = StepWeights(
-            self.first_gates, tuple(self.next_kernels), tuple(self.recurrent_kernels), tuple(self.biases), self.units
-        )
+        weights = StepWeights(self.first_gates, tuple(self.outgoing), tuple(self.biases), self.units)
 
         def next_id(logits, position_seed):
             return tf.cond(
