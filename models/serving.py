@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 from absl import logging as absl_logging
 
-from models.char_lstm import StepWeights, step_weights
+from models.char_lstm import step_weights
 from models.sampling import apply_temperature, greedy, prime, sample, sample_ids
 from pipeline.vocab import OOV_ID, OOV_TOKEN, Vocabulary
 
@@ -35,9 +35,9 @@ class TextGenerationModule(tf.Module):
         self.lowercase = lowercase  # the model was trained on lower-cased text: read the seed the same way
         weights = step_weights(model)
         # Variables, not constants: the SavedModel keeps them in variables/ rather than inside its graph.
-        self.first_gates = tf.Variable(weights.first_gates, trainable=False)
-        self.outgoing = [tf.Variable(tensor, trainable=False) for tensor in weights.outgoing]
-        self.biases = [tf.Variable(tensor, trainable=False) for tensor in weights.biases]
+        tensors = weights._replace(units=())
+        self.weight_variables = [tf.Variable(tensor, trainable=False) for tensor in tf.nest.flatten(tensors)]
+        self._weights_layout = tf.nest.map_structure(lambda _: None, tensors)  # where each variable goes back, without a second copy
         self.units = weights.units
         chars = tf.constant(vocabulary.chars)
         ids = tf.range(1, vocabulary.size, dtype=tf.int32)  # chars[i] has id i + 1 (pipeline/vocab.py)
@@ -62,7 +62,7 @@ class TextGenerationModule(tf.Module):
             seed_text = tf.strings.lower(seed_text, encoding="utf-8")
         with tf.control_dependencies(checks):
             seed_ids = self.chars_to_ids.lookup(tf.strings.unicode_split(seed_text, "UTF-8"))[tf.newaxis]  # [1, seed_len]
-        weights = StepWeights(self.first_gates, tuple(self.outgoing), tuple(self.biases), self.units)
+        weights = tf.nest.pack_sequence_as(self._weights_layout, self.weight_variables)._replace(units=self.units)
 
         def next_id(logits, position_seed):
             return tf.cond(

@@ -97,6 +97,13 @@ def test_same_seed_gives_the_same_text_from_a_real_model():
     assert "[UNK]" not in text(3)  # the out-of-vocabulary id is never generated
 
 
+def test_models_of_several_sizes_generate_in_one_process():
+    """A notebook may load several exports: the compiled functions trace again for each model size."""
+    for units, seed_text in ((8, "he"), (12, "hello"), (16, "h"), (8, "hello w")):
+        model = build_model(Config(embedding_dim=4, rnn_units=units), VOCABULARY.size)
+        assert len("".join(generate_text(model, VOCABULARY, seed_text=seed_text, length=40, temperature=1.0, seed=1))) == 40
+
+
 def test_seed_text_with_unknown_characters_names_them():
     model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
     with pytest.raises(UserError, match="never saw in training: 'x', 'Z'"):
