@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from config import Config, fields_in_groups
 from errors import UserError, os_error_reason
-from pipeline.sources import write_file_atomically
+from files import write_file_atomically
 from pipeline.vocab import Vocabulary
 
 RUN_FILE = "run.json"

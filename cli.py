@@ -10,7 +10,7 @@ from absl import app, flags, logging
 
 import config as config_lib
 from errors import UserError, os_error_reason
-from pipeline import sources
+from pipeline import book_ids
 
 FLAGS = flags.FLAGS
 # Flags defined through this module belong to the entry script that asked for them, so its --help lists them.
@@ -98,7 +98,7 @@ def config_from_flags(
             continue
         value = FLAGS[f.name].value
         if f.type not in (bool, int, float, str):  # --books, kept by DEFINE_list as its comma-separated items
-            value = sources.parse_book_ids(",".join(value))
+            value = book_ids.parse_book_ids(",".join(value))
         values[f.name] = value
     return config_lib.Config.from_json_dict(values)
 

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import windows
-from pipeline.sources import write_file_atomically
+from files import write_file_atomically
 from pipeline.vocab import Vocabulary, count_chars as count_chars_of, vocabulary_from_counts
 
 FORMAT_VERSION = 1

@@ -12,9 +12,7 @@ import http.client
 import os
 import pathlib
 import queue
-import re
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -23,74 +21,13 @@ import urllib.request
 from collections.abc import Callable, Iterable
 
 from errors import UserError
+from files import write_file_atomically
 
 DOWNLOAD_TIMEOUT_SECONDS = 60.0
 DOWNLOAD_ATTEMPTS = 3
 BACKOFF_SECONDS = 1.0  # the wait before the second attempt; it doubles before each further one
-MAX_BOOK_IDS = 100_000  # more than Gutenberg holds: a larger --books is a typo in a range
 PROGRESS_INTERVAL_SECONDS = 10.0  # between progress lines when stderr is not a terminal
 USER_AGENT = "charbook (character-level text generator; downloads each book once and caches it)"
-
-
-# --- --books: "84,1342", "1000-1100", "@ids.txt" ---
-
-
-def parse_book_ids(text: str) -> tuple[int, ...]:
-    """The ebook ids that a --books value names, in order, each once.
-
-    '84, 1342,1000-1003' -> (84, 1342, 1000, 1001, 1002, 1003); '@ids.txt' reads ids from a file,
-    one or more per line (commas or spaces between them), ranges allowed, '#' starts a comment.
-    """
-    ids = []
-    for item in _id_items(text):
-        if item.startswith("@"):
-            ids.extend(_ids_in_file(item[1:]))
-        else:
-            ids.extend(_parse_id_item(item, where="--books"))
-        if len(ids) > MAX_BOOK_IDS:
-            raise UserError(f"--books names more than {MAX_BOOK_IDS:,} ebooks; check its ranges")
-    return tuple(dict.fromkeys(ids))
-
-
-def _id_items(text: str) -> list[str]:
-    return [item for item in re.split(r"[,\s]+", text) if item]
-
-
-def _parse_id_item(item: str, *, where: str) -> range:
-    match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
-    if not match:
-        raise UserError(f"{where}: {item!r} is not an ebook id or a range of them; write e.g. 84 or 1000-1100")
-    first = int(match.group(1))
-    last = int(match.group(2)) if match.group(2) else first
-    if first == 0:
-        raise UserError(f"{where}: {item!r}: Gutenberg ebook ids start at 1")
-    if last < first:
-        raise UserError(f"{where}: the range {item!r} runs backwards; write {last}-{first}")
-    if last - first >= MAX_BOOK_IDS:
-        raise UserError(f"{where}: the range {item!r} names more than {MAX_BOOK_IDS:,} ebooks; check it")
-    return range(first, last + 1)
-
-
-def _ids_in_file(name: str) -> list[int]:
-    path = pathlib.Path(name).expanduser()
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "it is not a text file"
-        raise UserError(
-            f"cannot read the --books file {name!r}: {reason}; give @ and the path of a file of ebook ids"
-        ) from None
-    ids = []
-    for number, line in enumerate(lines, start=1):
-        for item in _id_items(line.partition("#")[0]):
-            if item.startswith("@"):
-                raise UserError(f"{name} line {number}: a --books file cannot name another file ({item!r})")
-            ids.extend(_parse_id_item(item, where=f"{name} line {number}"))
-            if len(ids) > MAX_BOOK_IDS:
-                raise UserError(f"{name} names more than {MAX_BOOK_IDS:,} ebooks; check its ranges")
-    if not ids:
-        raise UserError(f"the --books file {name} holds no ebook ids; write one or more per line, e.g. 84 or 1000-1100")
-    return ids
 
 
 # --- Gutenberg: mirror, download, cache ---
@@ -411,19 +348,3 @@ def load_text_file(path: pathlib.Path) -> bytes:
         return pathlib.Path(path).read_bytes()
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror}") from None
-
-
-def write_file_atomically(path: pathlib.Path, data: bytes) -> None:
-    """Writes `data` to a temporary file beside `path`, then renames it: readers see the old file or the new, whole."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
