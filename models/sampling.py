@@ -13,7 +13,7 @@ from pipeline.vocab import OOV_ID, Vocabulary
 
 # Characters sampled per compiled call; each call's characters are streamed out together. The
 # first chunk is short so text appears at once; chunks then double, because every call costs about
-# as much as 3 characters (argument passing, and waking the threads that share the matrix products).
+# as much as 3 or 4 characters (measured: passing the arguments in, and a slower first step).
 FIRST_CHUNK_SIZE = 32
 MAX_CHUNK_SIZE = 256
 
