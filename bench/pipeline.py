@@ -2,11 +2,12 @@
 
 Prints one JSON object: batches delivered per second by make_datasets once its data is prepared
 (`chars_per_sec`), first-time preparation (`prepare_chars_per_sec`), the peak resident memory of a
-whole fresh process that prepares and reads a 10 MB and a 100 MB corpus, and, in the same run, the
+whole fresh process that prepares and reads a 10 MB and a 100 MB corpus (each the median of
+--repeats processes), and, in the same run, the
 classic TensorFlow tutorial pipeline on the same ids (from_tensor_slices over every id, batch(seq_len + 1),
 map(split_input_target), shuffle(10000), batch(128)). The machine may be shared: compare the ratios.
 
-    python bench/pipeline.py [--corpus_mb=100] [--seconds=15]
+    python bench/pipeline.py [--corpus_mb=100] [--seconds=15] [--repeats=3]
 
 The corpus is temporary copies of the books under /tmp, deleted at the end.
 """
@@ -35,7 +36,9 @@ from pipeline.vocab import build_vocabulary  # noqa: E402
 
 flags.DEFINE_integer("corpus_mb", 100, "Size of the large corpus; the small one is a tenth of it.")
 flags.DEFINE_float("seconds", 15.0, "How long each pipeline delivers batches while timed.")
-flags.DEFINE_string("books_dir", str(PROJECT_ROOT.parent / "shared/corpora/gutenberg/cache/epub"), "Where the books are.")
+CORPORA_DIR = pathlib.Path(os.environ.get("CHARBOOK_CORPORA", PROJECT_ROOT.parent / "shared" / "corpora"))
+flags.DEFINE_string("books_dir", str(CORPORA_DIR / "gutenberg/cache/epub"), "Where the books are (<id>/pg<id>.txt); CHARBOOK_CORPORA sets the default.")
+flags.DEFINE_integer("repeats", 3, "Fresh processes per corpus size; each number is the median of them.")
 flags.DEFINE_string("child_files", "", "Internal: run one measurement on these files in this process.")
 FLAGS = flags.FLAGS
 WARM_UP_BATCHES = 50
@@ -44,6 +47,8 @@ WARM_UP_BATCHES = 50
 def make_corpus(directory: pathlib.Path, megabytes: float) -> None:
     """Copies of the Gutenberg books in `directory` until they add up to `megabytes`."""
     books = sorted(pathlib.Path(FLAGS.books_dir).glob("*/pg*.txt"))
+    if not books:
+        raise SystemExit(f"no books (<id>/pg<id>.txt) in --books_dir={FLAGS.books_dir}; set it or CHARBOOK_CORPORA")
     directory.mkdir(parents=True)
     total, copy = 0, 0
     while total < megabytes * 1e6:
@@ -92,6 +97,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def median_of(runs: list[dict]) -> dict:
+    return {key: float(np.median([run[key] for run in runs])) for key in runs[0]}
+
+
 def measure_in_fresh_process(files: str) -> dict:
     result = subprocess.run(
         [sys.executable, __file__, f"--child_files={files}", f"--seconds={FLAGS.seconds}"],
@@ -125,8 +134,13 @@ def main(argv):
     try:
         make_corpus(workspace / "small", FLAGS.corpus_mb / 10)
         make_corpus(workspace / "large", FLAGS.corpus_mb)
-        small = measure_in_fresh_process(str(workspace / "small" / "*.txt"))
-        large = measure_in_fresh_process(str(workspace / "large" / "*.txt"))
+        # A process's peak memory varies from run to run (tf.data's buffers and malloc arenas grow with
+        # timing), so each size runs `repeats` times, alternating, and each number is the median.
+        runs = {"small": [], "large": []}
+        for _ in range(FLAGS.repeats):
+            for size in runs:
+                runs[size].append(measure_in_fresh_process(str(workspace / size / "*.txt")))
+        small, large = (median_of(runs[size]) for size in ("small", "large"))
         tutorial = tutorial_chars_per_sec(str(workspace / "large" / "*.txt"))
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
@@ -140,7 +154,8 @@ def main(argv):
                 f"peak_rss_mb_{FLAGS.corpus_mb / 10:g}mb": round(small["peak_rss_mb"], 1),
                 f"peak_rss_mb_{FLAGS.corpus_mb}mb": round(large["peak_rss_mb"], 1),
                 "rss_growth_mb": round(large["peak_rss_mb"] - small["peak_rss_mb"], 1),
-                "corpus_chars": large["corpus_chars"],
+                "peak_rss_mb_runs": {size: [round(run["peak_rss_mb"]) for run in runs[size]] for size in runs},
+                "corpus_chars": int(large["corpus_chars"]),
                 "seq_len": 100,
                 "batch_size": 128,
                 "cpus": os.cpu_count(),
