@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from pipeline import windows
 from files import write_file_atomically
+from pipeline import windows
 from pipeline.vocab import Vocabulary, count_chars as count_chars_of, vocabulary_from_counts
 
 FORMAT_VERSION = 1
