@@ -14,6 +14,7 @@ import tensorflow as tf
 from config import Config
 from errors import UserError
 from pipeline import prepared, sources, text, tfds_sources, windows
+from pipeline.notes import CappedNotes
 from pipeline.vocab import Vocabulary
 
 # Config fields that change the cleaned text of a corpus, hence the prepared ids: all of them go into the
@@ -23,11 +24,15 @@ TEXT_SETTINGS = ("corpus", "books", "files", "tfds_split", "lowercase", "collaps
 # Books whose windows are mixed at any time: shard files read at once, and books in a shuffled block.
 BOOKS_IN_PARALLEL = 16
 
+# Books named one by one when cleaning removed much of them (text.CleanedBook.removal_note); the rest are counted.
+CLEANING_NOTES_SHOWN = 10
+
 
 @dataclasses.dataclass(frozen=True)
 class Book:
     name: str  # "Gutenberg book 84" or a file path, for messages
     text: str  # cleaned text
+    cleaning_note: str | None = None  # said when removing Gutenberg headers and licences took much of the file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +123,23 @@ def make_evaluation_books(cfg: Config, *, vocabulary: Vocabulary) -> Iterator[Ev
 
 
 def make_corpus(cfg: Config) -> prepared.Corpus:
-    """The books of `cfg`, named for the prepared data's key, to be read one at a time."""
+    """The books of `cfg`, named for the prepared data's key, to be read one at a time.
+
+    A book that cleaning cut by more than a small share is noted on stderr the first time it is read
+    (the vocabulary and the prepared data read the corpus twice): the first CLEANING_NOTES_SHOWN books by
+    name, then one line counting the others.
+    """
+    notes = CappedNotes(
+        limit=CLEANING_NOTES_SHOWN,
+        rest=f"note: and {{count:,}} more books kept less than {1 - text.MAX_QUIET_REMOVAL:.0%} of their characters "
+        "after removing Gutenberg headers and licences",
+    )
+
+    def noted(book: Book) -> tuple[str, str]:
+        if book.cleaning_note:
+            notes.add(book.name, book.cleaning_note)
+        return book.name, book.text
+
     settings = [[name, getattr(cfg, name)] for name in TEXT_SETTINGS]
     if cfg.corpus.startswith("tfds:"):
         dataset = cfg.corpus.removeprefix("tfds:")
@@ -126,8 +147,8 @@ def make_corpus(cfg: Config) -> prepared.Corpus:
 
         def read_tfds_books():
             for name, raw in tfds_sources.read_texts(dataset, split=cfg.tfds_split, data_dir=cfg.tfds_data_dir):
-                book = _clean(cfg, name, raw)
-                yield book.name, book.text
+                yield noted(_clean(cfg, name, raw))
+            notes.flush()
 
         return prepared.Corpus(identity=tuple(settings + [identity]), num_books=num_books, read_books=read_tfds_books)
 
@@ -142,8 +163,8 @@ def make_corpus(cfg: Config) -> prepared.Corpus:
         # Gutenberg books not in the cache yet are downloaded together, up front, only when the books are read.
         listed = _fetch_gutenberg_books(cfg, books) if cfg.corpus == "gutenberg" else books
         for book in listed:
-            read = _read_book(cfg, book)
-            yield read.name, read.text
+            yield noted(_read_book(cfg, book))
+        notes.flush()
 
     return prepared.Corpus(identity=tuple(identity), num_books=len(books), read_books=read_listed_books)
 
@@ -178,7 +199,8 @@ def _read_book(cfg: Config, book) -> Book:
 
 
 def _clean(cfg: Config, name: str, raw: bytes) -> Book:
-    return Book(name, text.clean_book_text(raw, name=name, lowercase=cfg.lowercase, collapse_whitespace=cfg.collapse_whitespace))
+    cleaned = text.clean_book(raw, name=name, lowercase=cfg.lowercase, collapse_whitespace=cfg.collapse_whitespace)
+    return Book(name, cleaned.text, cleaning_note=cleaned.removal_note(name))
 
 
 def _distribute(train: tf.data.Dataset, cfg: Config, *, shard_by_file: bool) -> tf.data.Dataset:

@@ -1,6 +1,7 @@
 """Raw bytes to clean text: decoding, line endings, Project Gutenberg header/footer removal, optional reflowing."""
 
 import codecs
+import dataclasses
 import re
 
 from errors import UserError
@@ -24,12 +25,19 @@ _LATIN1_FAMILY = {"ascii", "latin-1", "iso8859-1", "cp1252"}
 _CHARSET_LINE = re.compile(rb"^Character set encoding:[ \t]*([A-Za-z0-9 _.:-]+?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 
 # "*** START OF THE PROJECT GUTENBERG EBOOK PRIDE AND PREJUDICE ***" (current style) and
-# "*** START OF THIS PROJECT GUTENBERG EBOOK ..." (older files); some spell it "EBook" or "E-BOOK".
-_START_MARKER = re.compile(r"^\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG E-?BOOK\b.*$", re.IGNORECASE | re.MULTILINE)
-_END_MARKER = re.compile(r"^\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG E-?BOOK\b.*$", re.IGNORECASE | re.MULTILINE)
+# "*** START OF THIS PROJECT GUTENBERG EBOOK ..." (older files); some spell it "EBook" or "E-BOOK"; END likewise.
+# ("*** START: FULL LICENSE ***", inside older licences, is no marker.)
+_MARKER = re.compile(
+    r"^\*\*\*\s*(START|END) OF (THE|THIS) PROJECT GUTENBERG E-?BOOK\b.*$", re.IGNORECASE | re.MULTILINE
+)
 # Books whose markers were already cut off often keep this closing line:
 # "End of the Project Gutenberg EBook of The Dunwich Horror, by H. P. Lovecraft".
 _END_LINE = re.compile(r"^End of (the )?Project Gutenberg.*\Z", re.IGNORECASE | re.MULTILINE | re.DOTALL)
+_END_LINE_WITHIN = 1000  # characters from the end of a book; earlier such lines are the book's own words
+
+# Removing more of a file than this share is reported to the user (CleanedBook.removal_note): one book's
+# header and licence are 2-4% of a novel (Moby-Dick, Frankenstein), a larger share of a short story.
+MAX_QUIET_REMOVAL = 0.10
 
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\f\v]*\n[ \t\n\f\v]*")
@@ -120,22 +128,42 @@ def normalize_line_endings(text: str) -> str:
 
 
 def strip_gutenberg_boilerplate(text: str) -> str:
-    """The book between the Gutenberg START and END markers; a text without markers is kept whole.
+    """The body of every book framed by Gutenberg START and END markers, in order, joined by a blank line.
 
-    '...licence...\\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\\nIt is a truth...\\n*** END OF ...'
-    -> 'It is a truth...'
+    'header\\n*** START OF THE PROJECT GUTENBERG EBOOK A ***\\nOne.\\n*** END OF THE PROJECT GUTENBERG EBOOK A ***\\n'
+    'licence\\nheader\\n*** START OF THE PROJECT GUTENBERG EBOOK B ***\\nTwo.\\n*** END OF ... B ***\\nlicence\\n'
+    -> 'One.\\n\\nTwo.\\n'
+
+    The marker lines cut the text into pieces:
+    - a piece after a START line is a book, kept (up to the next marker of either kind, or the end):
+      so a START with no END keeps all that follows it, and a START after a START keeps both pieces;
+    - the piece before the first marker is a header, dropped, if that marker is a START; if it is an
+      END, the piece is a book whose header was already cut off, kept;
+    - a piece after an END line is a licence (then the next book's header), dropped up to the next
+      START or the end; an END line with no START since the last END frames no book and goes with it.
+    A text without markers is kept whole. In each kept piece a closing 'End of the Project Gutenberg
+    EBook of ...' line in its last 1,000 characters goes, with what follows it; so do the blank lines
+    around the piece (not the first line's indentation: title pages are centred). A blank piece adds nothing.
     """
-    start = _START_MARKER.search(text)
-    if start:
-        text = text[start.end():]
-    end = _END_MARKER.search(text)
-    if end:
-        text = text[: end.start()]
-    end_line = _END_LINE.search(text, max(0, len(text) - 1000))
-    if end_line:
-        text = text[: end_line.start()]
-    # Drop blank lines around the book but keep the first line's indentation (title pages are centred).
-    return _LEADING_BLANK_LINES.sub("", text).rstrip() + "\n"
+    markers = list(_MARKER.finditer(text))
+    if not markers:
+        pieces = [text]
+    else:
+        pieces = [text[: markers[0].start()]] if _is_end(markers[0]) else []
+        for marker, following in zip(markers, markers[1:] + [None]):
+            if not _is_end(marker):
+                pieces.append(text[marker.end() : following.start() if following else len(text)])
+    bodies = (_LEADING_BLANK_LINES.sub("", _without_end_line(piece)).rstrip() for piece in pieces)
+    return "\n\n".join(body for body in bodies if body) + "\n"
+
+
+def _is_end(marker: re.Match) -> bool:
+    return marker.group(1).upper() == "END"
+
+
+def _without_end_line(piece: str) -> str:
+    end_line = _END_LINE.search(piece, max(0, len(piece) - _END_LINE_WITHIN))
+    return piece[: end_line.start()] if end_line else piece
 
 
 def reflow_paragraphs(text: str) -> str:
@@ -156,14 +184,42 @@ def apply_cleaning_options(text: str, *, lowercase: bool = False, collapse_white
     return text.lower() if lowercase else text
 
 
-def clean_book_text(raw: bytes, *, name: str, lowercase: bool = False, collapse_whitespace: bool = False) -> str:
-    """Decoded, LF-only text of one book with any Gutenberg header and licence footer removed, then the options applied.
+@dataclasses.dataclass(frozen=True)
+class CleanedBook:
+    text: str  # decoded, LF-only, Gutenberg headers and licences removed, options applied
+    file_chars: int  # characters of the decoded file, with LF line endings
+    kept_chars: int  # characters left once the Gutenberg headers and licences were removed (before the options)
 
-    Training, validation, evaluation and the vocabulary all read books through this function.
+    def removal_note(self, name: str) -> str | None:
+        """What removing headers and licences cost, when it took more than MAX_QUIET_REMOVAL of the file; else None.
+
+        'note: pg7.txt: kept 41,200 of 63,900 characters (64%) after removing Gutenberg headers and licences'
+        """
+        if self.file_chars - self.kept_chars <= self.file_chars * MAX_QUIET_REMOVAL:
+            return None
+        percent = self.kept_chars * 100 // self.file_chars  # rounded down: never "90%" for more than 10% removed
+        return (
+            f"note: {name}: kept {self.kept_chars:,} of {self.file_chars:,} characters ({percent}%) "
+            "after removing Gutenberg headers and licences"
+        )
+
+
+def clean_book(raw: bytes, *, name: str, lowercase: bool = False, collapse_whitespace: bool = False) -> CleanedBook:
+    """Decoded, LF-only text of one file with every Gutenberg header and licence removed, then the options applied.
+
+    Training, validation, evaluation and the vocabulary all read books through this function; `name` is
+    for the error message when no text is left. It prints nothing: the caller reports `removal_note`.
     """
     text = normalize_line_endings(decode_text(raw, name=name))
+    file_chars = len(text)
     text = strip_gutenberg_boilerplate(text)
+    kept_chars = len(text)
     text = apply_cleaning_options(text, lowercase=lowercase, collapse_whitespace=collapse_whitespace)
     if not text.strip():
         raise UserError(f"{name} holds no text (it is empty or only blank lines); remove it from the corpus")
-    return text
+    return CleanedBook(text=text, file_chars=file_chars, kept_chars=kept_chars)
+
+
+def clean_book_text(raw: bytes, *, name: str, lowercase: bool = False, collapse_whitespace: bool = False) -> str:
+    """The text of clean_book(), for callers that need no count of what was removed."""
+    return clean_book(raw, name=name, lowercase=lowercase, collapse_whitespace=collapse_whitespace).text

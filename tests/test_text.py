@@ -3,7 +3,9 @@ import pytest
 from errors import UserError
 from pipeline import sources
 from pipeline.text import (
+    CleanedBook,
     apply_cleaning_options,
+    clean_book,
     clean_book_text,
     decode_text,
     detect_encoding,
@@ -64,6 +66,116 @@ def test_older_this_marker_style_is_understood():
         "*** END OF THIS PROJECT GUTENBERG EBOOK TINY ***\nmore licence words\n"
     )
     assert strip_gutenberg_boilerplate(book) == "Once upon a time.\n"
+
+
+START = "*** START OF THE PROJECT GUTENBERG EBOOK X ***"
+END = "*** END OF THE PROJECT GUTENBERG EBOOK X ***"
+
+
+def gutenberg_file(title: str, body: str) -> str:
+    """A book as gutenberg.org serves it today: header, START line, the book, END line, licence."""
+    return (
+        f"The Project Gutenberg eBook of {title}\n\nTitle: {title}\n\n"
+        f"*** START OF THE PROJECT GUTENBERG EBOOK {title.upper()} ***\n\n\n{body}\n\n\n"
+        f"*** END OF THE PROJECT GUTENBERG EBOOK {title.upper()} ***\n\n"
+        "Updated editions will replace the previous one.\n"
+        "*** START: FULL LICENSE ***\nProject Gutenberg™ licence.\n"
+    )
+
+
+def test_books_back_to_back_keep_every_body_in_order():
+    books = [("One", "Body one."), ("Two", "Body two,\nin two lines."), ("Three", "    BOOK THREE\n\nBody three.")]
+    # A BOM on each, as gutenberg.org serves them: a user who concatenates the downloads gets this.
+    raw = b"".join(gutenberg_file(title, body).encode("utf-8-sig") for title, body in books)
+
+    text = clean_book_text(raw, name="three.txt")
+
+    assert text == "Body one.\n\nBody two,\nin two lines.\n\n    BOOK THREE\n\nBody three.\n"
+
+
+@pytest.mark.parametrize(
+    "text, kept",
+    [
+        pytest.param("A poem.\n\n\nIts second verse.\n", "A poem.\n\n\nIts second verse.\n", id="no markers"),
+        pytest.param(f"The book.\n{END}\nlicence\n", "The book.\n", id="END with no START: the text before it"),
+        pytest.param(
+            f"Book one.\n{END}\nlicence\nheader\n{START}\nBook two.\n{END}\nlicence\n",
+            "Book one.\n\nBook two.\n",
+            id="a book without header, then a whole one",
+        ),
+        pytest.param(f"header\n{START}\nThe book,\nto the end.\n", "The book,\nto the end.\n", id="START with no END"),
+        pytest.param(
+            f"header\n{START}\nBook one.\n{START}\nBook two.\n{END}\nlicence\n",
+            "Book one.\n\nBook two.\n",
+            id="START after START: both kept",
+        ),
+        pytest.param(
+            f"header\n{START}\nBook one.\n{END}\nlicence\n{END}\nlicence\n{START}\nBook two.\n{END}\nlicence",
+            "Book one.\n\nBook two.\n",
+            id="stray END inside a licence",
+        ),
+        pytest.param(
+            f"header\n{START}\n\n\n{END}\nlicence\n{START}\nBook two.\n{END}\nlicence\n",
+            "Book two.\n",
+            id="an empty book adds nothing",
+        ),
+        pytest.param(
+            "header\n*** START OF THIS PROJECT GUTENBERG EBOOK A ***\nBook one.\n\n"
+            "End of the Project Gutenberg EBook of A, by Nobody\n\n*** END OF THIS PROJECT GUTENBERG EBOOK A ***\n"
+            "licence\nheader\n*** START OF THIS PROJECT GUTENBERG EBOOK B ***\nBook two.\n\n"
+            "End of the Project Gutenberg EBook of B, by Nobody\n\n*** END OF THIS PROJECT GUTENBERG EBOOK B ***\n",
+            "Book one.\n\nBook two.\n",
+            id="older style: each book's closing line goes",
+        ),
+        pytest.param("The book.\n\nEnd of Project Gutenberg's The Book, by Nobody\n", "The book.\n", id="closing line"),
+    ],
+)
+def test_only_markers_that_frame_a_book_cut_text(text, kept):
+    assert strip_gutenberg_boilerplate(text) == kept
+
+
+def test_real_books_back_to_back_keep_every_books_first_and_last_sentences(gutenberg_mirror):
+    book_ids = [1342, 84, 2701]  # each with its BOM, header and licence
+    raw = b"".join(read_book(gutenberg_mirror, book_id) for book_id in book_ids)
+
+    text = clean_book_text(raw, name="three novels.txt")
+
+    words = " ".join(text.split())
+    sentences = [  # the first and the last sentence of each novel, in order
+        "It is a truth universally acknowledged, that a single man in possession of a good fortune must be in want",
+        "by bringing her into Derbyshire, had been the means of uniting them.",
+        "You will rejoice to hear that no disaster has accompanied the commencement of an enterprise",
+        "He was soon borne away by the waves and lost in darkness and distance.",
+        "Call me Ishmael.",
+        "that in her retracing search after her missing children, only found another orphan.",
+    ]
+    positions = [words.find(sentence) for sentence in sentences]
+    assert -1 not in positions and positions == sorted(positions), positions
+    # Each book's last line, a blank line, the next book's first line: the licence and header between are gone.
+    assert "TOOKS COURT, CHANCERY LANE, LONDON.\n\nFrankenstein;\n" in text
+    assert "lost in darkness and distance.\n\nMOBY-DICK;\n" in text
+    assert "Project Gutenberg™" not in text and "\ufeff" not in text and "*** START" not in text
+    assert text == "\n".join(clean_book_text(read_book(gutenberg_mirror, book_id), name="") for book_id in book_ids)
+
+
+def test_removal_note_says_how_much_of_the_file_was_kept():
+    def note(file_chars, kept_chars):
+        return CleanedBook(text="...", file_chars=file_chars, kept_chars=kept_chars).removal_note("Gutenberg book 1234")
+
+    suffix = " after removing Gutenberg headers and licences"
+    assert note(63_900, 41_200) == "note: Gutenberg book 1234: kept 41,200 of 63,900 characters (64%)" + suffix
+    assert note(1000, 899) == "note: Gutenberg book 1234: kept 899 of 1,000 characters (89%)" + suffix  # not 90%
+    assert note(1000, 900) is None  # exactly a tenth removed
+
+
+def test_cleaning_counts_what_the_headers_and_licences_took(gutenberg_mirror):
+    short = gutenberg_file("Tiny", "A very short story.")
+    cleaned = clean_book(short.encode("utf-8-sig"), name="tiny.txt", lowercase=True)
+    assert (cleaned.text, cleaned.file_chars, cleaned.kept_chars) == ("a very short story.\n", len(short), 20)
+    assert cleaned.removal_note("tiny.txt").startswith(f"note: tiny.txt: kept 20 of {len(short)} characters")
+
+    novel = clean_book(read_book(gutenberg_mirror, 84), name="Frankenstein")  # loses about 4%: not worth a note
+    assert novel.kept_chars < novel.file_chars and novel.removal_note("Frankenstein") is None
 
 
 def test_line_endings_become_lf():
