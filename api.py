@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import export
 from config import Config
+from errors import UserError
 from models.sampling import generate_samples, generate_text
 
 
@@ -36,20 +37,54 @@ class TextGenerator:
         """The seed text as the model reads it: lower-cased if it was trained on --lowercase text."""
         return seed_text.lower() if self.export.config.lowercase else seed_text
 
+    def fit_settings(self, **settings) -> tuple[dict, list[str]]:
+        """The sampling settings as this model can follow them, and a note for each one changed to fit it.
+
+        Settings left out take the export's saved values. A top_k above the number of characters the
+        model knows means all of them (the top 500 of 80 characters are all 80); a stop_at is read as
+        the model writes, lower-cased if it was trained on --lowercase text, as the seed text is.
+        Raises UserError for a stop_at with characters the model never writes: no sample would stop.
+        stream, generate and generate_many fit their settings silently; generate.py prints the notes.
+        """
+        settings = sampling_settings(self.export.config) | settings
+        notes = []
+        num_chars = len(self.export.vocabulary.chars)
+        if settings["top_k"] > num_chars:
+            notes.append(
+                f"--top_k={settings['top_k']} is more than the {num_chars} characters the model knows; "
+                "sampling among all of them"
+            )
+            settings["top_k"] = num_chars
+        stop_at = settings["stop_at"]
+        if self.as_trained(stop_at) != stop_at:
+            settings["stop_at"] = self.as_trained(stop_at)
+            notes.append(
+                f"the model writes lower-case text (it was trained with --lowercase), so --stop_at={stop_at!r} "
+                f"is read as {settings['stop_at']!r}"
+            )
+        never_written = self.export.vocabulary.unknown_chars(settings["stop_at"])
+        if never_written:
+            listed = ", ".join(repr(c) for c in never_written)
+            raise UserError(
+                f"--stop_at={stop_at!r} has characters the model never writes: {listed}, so no sample would ever "
+                f"stop there; give a --stop_at of characters it writes (listed in {self.export.directory / export.VOCAB_FILE})"
+            )
+        return settings, notes
+
     def stream_samples(self, seed_text: str, *, num_samples: int = 1, **settings) -> Iterator[list[str]]:
         """Chunks of new text, one string per sample, as they are sampled.
 
         Settings: length, temperature, top_k, top_p, stop_at, allow_unknown and seed, as generate.py's
-        flags of the same names; those left out take the export's saved values.
+        flags of the same names; those left out take the export's saved values (see fit_settings).
         """
-        settings = sampling_settings(self.export.config) | settings
+        settings, _ = self.fit_settings(**settings)
         return generate_samples(
             self.model, self.export.vocabulary, seed_text=self.as_trained(seed_text), num_samples=num_samples, **settings
         )
 
     def stream(self, seed_text: str, **settings) -> Iterator[str]:
         """The new text of one sample, a few characters at a time, as it is sampled."""
-        settings = sampling_settings(self.export.config) | settings
+        settings, _ = self.fit_settings(**settings)
         return generate_text(self.model, self.export.vocabulary, seed_text=self.as_trained(seed_text), **settings)
 
     def generate(self, seed_text: str, **settings) -> str:

@@ -20,11 +20,13 @@ def main(argv):
         raise UserError(f"unexpected arguments {' '.join(argv[1:])!r}; settings are flags such as --length=500")
     generator = api.load(cli.FLAGS.export_dir)
     cfg = cli.config_from_flags("run", "generate", base=generator.export.config)
+    settings, notes = generator.fit_settings(**api.sampling_settings(cfg))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     unknown = generator.unknown_chars(cfg.seed_text)
     if unknown and cfg.allow_unknown:
         listed = ", ".join(repr(c) for c in unknown)
         print(f"warning: the model never saw {listed}; reading them as 'unknown character'", file=sys.stderr)
-    settings = api.sampling_settings(cfg)
     if cfg.num_samples == 1:
         chunks = generator.stream(cfg.seed_text, **settings)  # raises on a bad seed text before printing it
         sys.stdout.write(cfg.seed_text)

@@ -27,7 +27,11 @@ def apply_temperature(logits: tf.Tensor, temperature: float) -> tf.Tensor:
 
 
 def keep_top_k(logits: tf.Tensor, k: int) -> tf.Tensor:
-    """Logits [batch, vocab] with all but the k largest per row set to -inf (ties with the k-th are kept)."""
+    """Logits [batch, vocab] with all but the k largest per row set to -inf (ties with the k-th are kept).
+
+    A k of the vocabulary's size or more keeps every id: the top 500 of 80 characters are all 80.
+    """
+    k = min(k, logits.shape[-1])  # the width is static, as XLA needs k to be
     kth_largest = tf.math.top_k(logits, k=k).values[:, -1:]  # [batch, 1]
     return tf.where(logits < kth_largest, -np.inf, logits)
 

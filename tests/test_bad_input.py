@@ -284,6 +284,7 @@ def test_generate_from_a_damaged_export(good_export, tmp_path, case):
     "export_dir, flags, problem, fix",
     [
         ("GOOD", ["--seed_text=Quiz"], "never saw in training: 'Q', 'u', 'z'", "--allow_unknown"),
+        ("GOOD", ["--stop_at=THE END"], "--stop_at='THE END' has characters the model never writes: 'T', 'H', 'E', 'N', 'D'", "give a --stop_at of characters it writes"),
         ("nowhere", [], "no export at", "train one with train.py --export_dir="),
     ],
 )

@@ -13,14 +13,17 @@ from models.char_lstm import build_model
 from pipeline.vocab import build_vocabulary
 
 
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("generate") / "export"
-    config = Config(embedding_dim=4, rnn_units=8)
-    vocabulary = build_vocabulary(["The cat sat on the mat.\n"])
+def write_untrained_export(directory, **settings):
+    config = Config(embedding_dim=4, rnn_units=8, **settings)
+    vocabulary = build_vocabulary(["the cat sat on the mat.\n" if config.lowercase else "The cat sat on the mat.\n"])
     model = build_model(config, vocabulary.size)
     export.write_export(directory, model=model, config=config, vocabulary=vocabulary, steps_completed=0)
     return directory
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return write_untrained_export(tmp_path_factory.mktemp("generate") / "export")
 
 
 def run_generate(*flags):
@@ -64,3 +67,22 @@ def test_command_line_and_python_api_give_the_same_text(export_dir):
     result = run_generate(f"--export_dir={export_dir}", "--seed_text=The ", "--length=40", "--temperature=1.0", "--seed=9")
     assert result.returncode == 0, result.stderr
     assert result.stdout == api.load(export_dir).generate("The ", length=40, temperature=1.0, seed=9) + "\n"
+
+
+def test_top_k_above_the_vocabulary_samples_among_all_characters_with_a_note(export_dir):
+    result = run_generate(f"--export_dir={export_dir}", "--seed_text=The ", "--length=40", "--top_k=500", "--seed=9")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "note: --top_k=500 is more than the 13 characters the model knows; sampling among all of them\n"
+    assert result.stdout == api.load(export_dir).generate("The ", length=40, seed=9, top_k=0) + "\n"
+
+
+def test_stop_at_is_read_in_lower_case_when_the_model_was_trained_so(tmp_path):
+    export_dir = write_untrained_export(tmp_path / "export", lowercase=True)
+    result = run_generate(f"--export_dir={export_dir}", "--seed_text=The ", "--length=300", "--stop_at=T", "--seed=9")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "note: the model writes lower-case text (it was trained with --lowercase), so --stop_at='T' is read as 't'\n"
+    )
+    assert result.stdout == api.load(export_dir).generate("The ", length=300, seed=9, stop_at="t") + "\n"
+    assert result.stdout.endswith("t\n")
+

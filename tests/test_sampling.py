@@ -62,6 +62,20 @@ def test_top_k_never_leaves_the_k_most_likely():
     assert len(set(ids)) > 3  # rows differ, so the sampler is not stuck on a few ids
 
 
+def test_top_k_above_the_vocabulary_keeps_every_id():
+    """The top 500 of 30 ids are all 30: the same ids as no top-k at all, in the compiled loop too."""
+    logits = tf.random.stateless_normal([50, 30], seed=[9, 0])
+    ids = make_next_id_fn(temperature=1.0, top_k=500)(logits, tf.constant([10, 0])).numpy()
+    assert ids.tolist() == make_next_id_fn(temperature=1.0)(logits, tf.constant([10, 0])).numpy().tolist()
+
+    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
+
+    def text(top_k):
+        return "".join(generate_text(model, VOCABULARY, seed_text="he", length=40, temperature=1.0, seed=4, top_k=top_k))
+
+    assert text(top_k=500) == text(top_k=0)
+
+
 def test_top_p_keeps_the_smallest_set_reaching_p():
     logits = tf.math.log(tf.constant([[0.5, 0.3, 0.15, 0.05]]))
     assert keep_top_p(logits, 0.7).numpy()[0].tolist()[2:] == [-np.inf, -np.inf]  # 0.5 + 0.3 reaches 0.7
