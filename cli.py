@@ -2,6 +2,7 @@
 
 import errno
 import os
+import select
 import sys
 import tempfile
 import traceback
@@ -59,6 +60,7 @@ _OS_ERROR_ADVICE = {
     errno.ENOTDIR: "a file stands where a directory is needed; move it or choose another path",
     errno.EISDIR: "a directory stands where a file is needed; check the path",
     errno.ENOENT: "check the path",
+    errno.EPIPE: "the program or connection reading it has stopped",
 }
 
 # Flag defaults that users may set from the environment, as the help texts say.
@@ -109,7 +111,10 @@ def _was_given(name: str) -> bool:
 
 
 def run(main) -> None:
-    """absl's app.run(main), but a UserError, an OSError or running out of memory ends in one message on stderr and exit status 2."""
+    """absl's app.run(main), but a UserError, an OSError or running out of memory ends in one message on stderr and exit status 2.
+
+    When the reader of stdout stops (generate.py | head), the tool ends quietly with exit status 0.
+    """
 
     import tensorflow as tf  # imported quietly above
 
@@ -117,7 +122,13 @@ def run(main) -> None:
         if not _debug():
             logging.set_verbosity(logging.WARNING)  # TensorFlow logs every checkpoint save at INFO level
         try:
-            return main(argv)
+            result = main(argv)
+            sys.stdout.flush()  # a reader that has gone (generate.py | head) is found here, not in the exit's own flush
+            return result
+        except BrokenPipeError as error:
+            if not _stdout_reader_gone():  # a pipe or socket the tool wrote to, not its output: a real failure
+                _exit_with_message(_describe_os_error(error))
+            _end_quietly()
         except UserError as error:
             _exit_with_message(str(error))
         except OSError as error:  # a full disk, a read-only or missing directory: the user can fix these too
@@ -133,6 +144,34 @@ def run(main) -> None:
             sys.exit(130)
 
     app.run(main_with_clean_errors, flags_parser=_parse_flags)
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether nothing reads stdout any more: a pipe whose reader has exited, a closed socket.
+
+    Asked of the file itself, since a BrokenPipeError does not say which file it came from. Where
+    poll() is missing (Windows) stdout is taken to be the one, as it nearly always is.
+    """
+    if not hasattr(select, "poll"):
+        return True
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)  # POLLERR and POLLHUP are reported whatever is asked
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):  # stdout closed or replaced by an object without a file
+        return False
+
+
+def _end_quietly() -> None:
+    """Ends with exit status 0 and nothing on stderr, as Unix tools do when their reader stops (generate.py | head).
+
+    As Python's documentation advises, stdout then points at /dev/null, so that the interpreter's
+    last flush of what is still buffered cannot fail again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    sys.exit(0)
 
 
 def _describe_os_error(error: OSError) -> str:

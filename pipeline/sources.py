@@ -27,6 +27,7 @@ DOWNLOAD_TIMEOUT_SECONDS = 60.0
 DOWNLOAD_ATTEMPTS = 3
 BACKOFF_SECONDS = 1.0  # the wait before the second attempt; it doubles before each further one
 PROGRESS_INTERVAL_SECONDS = 10.0  # between progress lines when stderr is not a terminal
+SHOWN_FAILURES = 10  # books whose failure is spelled out; the rest are counted
 USER_AGENT = "charbook (character-level text generator; downloads each book once and caches it)"
 
 
@@ -70,9 +71,9 @@ def fetch_gutenberg_books(
 ) -> list[tuple[int, pathlib.Path]]:
     """(id, cached path) of every ebook, in the order given, fetching those not cached on `workers` threads.
 
-    Every book is tried. Books that cannot be had end the call with one UserError listing each id
-    and why, unless `skip_missing`: then each is reported on `progress_stream` (default stderr) and
-    the rest are returned, as long as one is left.
+    Every book is tried. Books that cannot be had end the call with one UserError that counts them
+    and gives the first SHOWN_FAILURES ids and why, unless `skip_missing`: then the same list is one
+    warning on `progress_stream` (default stderr) and the rest are returned, as long as one is left.
     """
     book_ids = list(dict.fromkeys(book_ids))
     progress = _Progress(len(book_ids), progress_stream or sys.stderr)
@@ -96,17 +97,28 @@ def fetch_gutenberg_books(
 
     position = {book_id: i for i, book_id in enumerate(book_ids)}
     failures.sort(key=lambda error: position[error.book_id])
+    could_not = f"{len(failures):,} of {len(book_ids):,} Gutenberg books could not be fetched"
     if failures and not skip_missing:
-        listed = "\n".join(f"  {error}" for error in failures)
         raise UserError(
-            f"{len(failures)} of {len(book_ids)} Gutenberg books could not be fetched:\n{listed}\n"
+            f"{could_not}:\n{_list_failures(failures)}\n"
             "Fix or drop those ids, or pass --skip_missing_books to go on without them"
         )
-    for error in failures:
-        progress.note(f"warning: {error}; going on without it (--skip_missing_books)")
     if not paths:
-        raise UserError(f"none of the {len(book_ids)} Gutenberg books could be fetched, so there is no text to use")
+        raise UserError(
+            f"none of the {len(book_ids):,} Gutenberg books could be fetched, so there is no text to use:\n"
+            f"{_list_failures(failures)}"
+        )
+    if failures:
+        progress.note(f"warning: {could_not}; going on without them (--skip_missing_books):\n{_list_failures(failures)}")
     return [(book_id, paths[book_id]) for book_id in book_ids if book_id in paths]
+
+
+def _list_failures(failures: list[BookUnavailable]) -> str:
+    """Indented lines: the first SHOWN_FAILURES failures with their reasons, then how many more (--books=1-5000)."""
+    lines = [f"  {error}" for error in failures[:SHOWN_FAILURES]]
+    if len(failures) > SHOWN_FAILURES:
+        lines.append(f"  ... and {len(failures) - SHOWN_FAILURES:,} more")
+    return "\n".join(lines)
 
 
 def _in_threads(function, items: list, *, workers: int, stop: threading.Event):

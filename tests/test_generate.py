@@ -86,3 +86,16 @@ def test_stop_at_is_read_in_lower_case_when_the_model_was_trained_so(tmp_path):
     assert result.stdout == api.load(export_dir).generate("The ", length=300, seed=9, stop_at="t") + "\n"
     assert result.stdout.endswith("t\n")
 
+
+def test_output_into_a_reader_that_stops_ends_quietly(export_dir):
+    """generate.py ... | head -c 10: no 'error: Broken pipe', exit status 0, as other Unix tools end."""
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "generate.py"), f"--export_dir={export_dir}", "--seed_text=The ", "--length=100000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout.read(10).startswith(b"The ")
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) == 0
+    assert stderr == b""

@@ -260,13 +260,57 @@ def test_skip_missing_books_warns_and_goes_on_with_the_rest(scripted_mirror, tmp
         [1, 2, 3, 4], mirror=scripted_mirror.url, cache_dir=tmp_path, skip_missing=True, progress_stream=progress, **FAST
     )
     assert [book_id for book_id, _ in fetched] == [1, 3]
-    warnings = [line for line in progress.getvalue().splitlines() if line.startswith("warning")]
-    assert warnings[0].startswith("warning: Gutenberg book 2 is not on the mirror")
-    assert warnings[1].startswith("warning: Gutenberg book 4 is not on the mirror")
-    assert all(w.endswith("; check the id; going on without it (--skip_missing_books)") for w in warnings)
+    warning = progress.getvalue().split("warning: ")[1].splitlines()
+    assert warning[0] == "2 of 4 Gutenberg books could not be fetched; going on without them (--skip_missing_books):"
+    assert warning[1].startswith("  Gutenberg book 2 is not on the mirror")
+    assert warning[2].startswith("  Gutenberg book 4 is not on the mirror")
+    assert len(warning) == 3 and all(line.endswith("; check the id") for line in warning[1:])
 
-    with pytest.raises(UserError, match="none of the 2 Gutenberg books could be fetched"):
+    with pytest.raises(UserError) as raised:
         sources.fetch_gutenberg_books([2, 4], mirror=scripted_mirror.url, cache_dir=tmp_path, skip_missing=True, progress_stream=progress, **FAST)
+    assert str(raised.value).startswith("none of the 2 Gutenberg books could be fetched, so there is no text to use:\n  Gutenberg book 2 ")
+
+
+@pytest.fixture
+def sparse_mirror(tmp_path):
+    """A mirror directory holding books 3 and 7 only, as a mirror lacking most of --books=1-5000 would."""
+    for book_id in (3, 7):
+        book_dir = tmp_path / "mirror" / "cache" / "epub" / str(book_id)
+        book_dir.mkdir(parents=True)
+        (book_dir / f"pg{book_id}.txt").write_bytes(BOOK)
+    return str(tmp_path / "mirror")
+
+
+FIRST_TEN_MISSING = [1, 2, 4, 5, 6, 8, 9, 10, 11, 12]
+
+
+def test_thousands_of_failures_show_the_first_ten_and_a_count(sparse_mirror, tmp_path):
+    with pytest.raises(UserError) as raised:
+        sources.fetch_gutenberg_books(range(1, 5001), mirror=sparse_mirror, cache_dir=tmp_path / "cache", progress_stream=io.StringIO())
+
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "4,998 of 5,000 Gutenberg books could not be fetched:"
+    assert [line.split(" is not in the mirror directory: ")[0] for line in lines[1:11]] == [
+        f"  Gutenberg book {book_id}" for book_id in FIRST_TEN_MISSING
+    ]
+    assert lines[1].endswith("/cache/epub/1/pg1.txt does not exist; check the id or --gutenberg_mirror")
+    assert lines[11:] == ["  ... and 4,988 more", "Fix or drop those ids, or pass --skip_missing_books to go on without them"]
+
+
+def test_thousands_of_skipped_books_are_one_short_warning(sparse_mirror, tmp_path):
+    progress = io.StringIO()
+    fetched = sources.fetch_gutenberg_books(
+        range(1, 5001), mirror=sparse_mirror, cache_dir=tmp_path / "cache", skip_missing=True, progress_stream=progress
+    )
+
+    assert [book_id for book_id, _ in fetched] == [3, 7]
+    output = progress.getvalue().splitlines()
+    header = "warning: 4,998 of 5,000 Gutenberg books could not be fetched; going on without them (--skip_missing_books):"
+    warning = output[output.index(header) + 1 :]
+    assert [line.split(" is not in the mirror directory: ")[0] for line in warning[:10]] == [
+        f"  Gutenberg book {book_id}" for book_id in FIRST_TEN_MISSING
+    ]
+    assert warning[10:] == ["  ... and 4,988 more"]
 
 
 def test_a_cache_that_cannot_be_written_stops_everything_with_the_os_error(gutenberg_mirror, tmp_path):
