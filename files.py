@@ -2,14 +2,16 @@
 
 import os
 import pathlib
-import tempfile
+import secrets
 
 
 def write_file_atomically(path: pathlib.Path, data: bytes) -> None:
     """Writes `data` to a temporary file beside `path`, then renames it: readers see the old file or the new, whole."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # Not tempfile.mkstemp, whose files are 0600 whatever the umask: a cache or checkpoint shared with a group stays readable.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
