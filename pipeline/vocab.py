@@ -1,6 +1,7 @@
 """The character vocabulary: counted from training text book by book, saved as JSON, applied by StringLookup or numpy."""
 
 import collections
+import functools
 import json
 from collections.abc import Iterable
 
@@ -21,14 +22,19 @@ class Vocabulary:
         self.chars = tuple(chars)
         if not self.chars or any(len(c) != 1 for c in self.chars) or len(set(self.chars)) != len(self.chars):
             raise ValueError("a vocabulary is a non-empty list of distinct single characters")
-        self.chars_to_ids = keras.layers.StringLookup(vocabulary=list(self.chars), mask_token=None, oov_token=OOV_TOKEN)
-        self.ids_to_chars = keras.layers.StringLookup(
-            vocabulary=list(self.chars), mask_token=None, oov_token=OOV_TOKEN, invert=True
-        )
         # Code point -> id for encode_codepoints; one slot past the largest known code point stands for all unknown ones.
         codepoints = np.array([ord(c) for c in self.chars], dtype=np.int64)
         self._id_of_codepoint = np.full(codepoints.max() + 2, OOV_ID, dtype=self.id_dtype)
         self._id_of_codepoint[codepoints] = np.arange(1, len(self.chars) + 1)
+
+    # Made on first use: each costs TensorFlow lookup tables, which reading an export does not need.
+    @functools.cached_property
+    def chars_to_ids(self) -> keras.layers.StringLookup:
+        return keras.layers.StringLookup(vocabulary=list(self.chars), mask_token=None, oov_token=OOV_TOKEN)
+
+    @functools.cached_property
+    def ids_to_chars(self) -> keras.layers.StringLookup:
+        return keras.layers.StringLookup(vocabulary=list(self.chars), mask_token=None, oov_token=OOV_TOKEN, invert=True)
 
     @property
     def size(self) -> int:
