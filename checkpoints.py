@@ -1,5 +1,6 @@
 """Training checkpoints: save often, resume after a crash or kill -9, refuse to resume into a different run.
 
+    <checkpoint_dir>/charbook.json      the marker (workdirs.py): charbook owns this directory
     <checkpoint_dir>/run.json           the settings and vocabulary of the run the checkpoints belong to
     <checkpoint_dir>/ckpt-<step>.*      model, optimizer, step and early-stopping state (the last few kept)
     <checkpoint_dir>/best/ckpt-<step>.* the weights with the best validation score so far
@@ -14,18 +15,26 @@ import contextlib
 import json
 import math
 import pathlib
+import re
 import shutil
 import tempfile
 
 import keras
 import tensorflow as tf
 
+import workdirs
 from config import Config, fields_in_groups
 from errors import UserError, os_error_reason
 from files import write_file_atomically
 from pipeline.vocab import Vocabulary
 
 RUN_FILE = "run.json"
+FORMAT_VERSION = 1
+# Everything this module and TensorFlow's checkpointing write, including what a kill leaves mid-save
+# (TensorFlow's "ckpt-5_temp/" directories and "checkpoint.tmp<hex>" index files): only these are ever deleted.
+CHECKPOINT_FILES = re.compile(
+    r"(best/)?(checkpoint(\.tmp[0-9a-f]+)?|ckpt-\d+(\.index|\.data-\d+-of-\d+|_temp(/.*)?))|best|run\.json|charbook\.json"
+)
 # Settings that say where things are, not what is trained: a resumed run may change them freely.
 SETTINGS_FREE_ON_RESUME = ("gutenberg_mirror", "cache_dir", "download_workers", "download_timeout")
 
@@ -66,14 +75,18 @@ class TrainingCheckpoints:
         belong to a run with other data, model or vocabulary settings.
         """
         run = {"config": cfg.to_json_dict(), "vocabulary": json.loads(vocabulary.to_json())}
-        if not cfg.resume and self.is_chief and self.directory.exists():
-            _delete_checkpoints(self.directory)
-            self._open_managers()  # the old ones would still skip saving steps the deleted checkpoints had
+        if self.is_chief:
+            check_can_use(self.directory)
+            if workdirs.read_marker(self.directory) is None:  # a new directory, or one from before the marker
+                marker = workdirs.marker_json(workdirs.CHECKPOINTS, format_version=FORMAT_VERSION)
+                write_file_atomically(self.directory / workdirs.MARKER_FILE, marker.encode())
+            if not cfg.resume:
+                _delete_checkpoints(self.directory)
+                self._open_managers()  # the old ones would still skip saving steps the deleted checkpoints had
         if _saved_checkpoints(self.directory):
             _check_same_run(self.directory, run)
             return self._restore_latest()
         if self.is_chief:
-            self.directory.mkdir(parents=True, exist_ok=True)
             write_file_atomically(self.directory / RUN_FILE, json.dumps(run, indent=2, ensure_ascii=False).encode())
         return 0
 
@@ -140,11 +153,54 @@ def _clear_errors_on_write(directory: pathlib.Path):
         ) from None
 
 
+def check_can_use(directory: str | pathlib.Path) -> None:
+    """Refuses, before training starts, a --checkpoint_dir that holds anything but charbook's checkpoints.
+
+    A new or empty directory is fine; so is one with the marker, or one of checkpoints written before the
+    marker existed (a run.json of charbook's, and only checkpoint files).
+    """
+    directory = pathlib.Path(directory)
+    if directory.is_file():
+        raise UserError(f"--checkpoint_dir={directory} is a file, not a directory; choose another --checkpoint_dir")
+    if not directory.is_dir():
+        return
+    marker = workdirs.read_marker(directory)
+    if marker is not None and marker.get("kind") != workdirs.CHECKPOINTS:
+        raise UserError(
+            f"--checkpoint_dir={directory} holds charbook's {marker.get('kind')}, not checkpoints; choose another "
+            "--checkpoint_dir (by default it is <export_dir>.checkpoints)"
+        )
+    if marker is not None:
+        return
+    present = workdirs.tree(directory)
+    others = [path for path in present if not CHECKPOINT_FILES.fullmatch(path)]
+    if others or (present and not _is_run_file(directory / RUN_FILE)):
+        raise UserError(
+            f"--checkpoint_dir={directory} holds files that are not charbook's checkpoints "
+            f"({workdirs.describe_paths(others or present)}, and no {workdirs.MARKER_FILE}); checkpoints need a directory "
+            "of their own, whose old ones --noresume deletes: choose another --checkpoint_dir, e.g. a new one"
+        )
+
+
+def _is_run_file(path: pathlib.Path) -> bool:
+    try:
+        run = json.loads(path.read_bytes())
+        return isinstance(run["config"], dict) and "vocabulary" in run
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def _delete_checkpoints(directory: pathlib.Path) -> None:
-    """--noresume: deletes this module's files (see the top), and nothing else that shares the directory."""
-    for path in directory.iterdir():
-        if path.name in (RUN_FILE, "checkpoint", "best") or path.name.startswith("ckpt-"):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    """--noresume: deletes this module's files (see the top) but the marker, and nothing else in the directory."""
+    # Deepest first, so that a directory goes only once it is empty: a best/ holding a file of the user's stays.
+    for path in sorted(directory.rglob("*"), key=lambda path: len(path.parts), reverse=True):
+        relative = path.relative_to(directory).as_posix()
+        if CHECKPOINT_FILES.fullmatch(relative) and relative != workdirs.MARKER_FILE:
+            if path.is_dir():
+                with contextlib.suppress(OSError):  # not empty: it holds the user's files
+                    path.rmdir()
+            else:
+                path.unlink()
 
 
 def _saved_checkpoints(directory: pathlib.Path) -> list[str]:

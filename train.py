@@ -8,13 +8,16 @@ Rerunning the same command after a crash, a kill or Ctrl-C resumes from the late
 
 import cli  # first: it imports TensorFlow without the C++ start-up chatter
 
+import contextlib
 import dataclasses
 
 import keras
 
+import checkpoints as checkpoints_lib
 import distribute
 import export
 import training
+import workdirs
 from checkpoints import TrainingCheckpoints
 from config import Config
 from errors import UserError
@@ -30,9 +33,19 @@ def main(argv):
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {' '.join(argv[1:])!r}; settings are flags such as --steps=100")
     cfg = with_default_paths(cli.config_from_flags("run", "data", "model", "train"))
-    export.check_can_write(cfg.export_dir)
+    check_directories_apart(cfg)
     strategy = distribute.make_strategy(cfg.strategy)
     is_chief = distribute.is_chief(strategy)
+    with contextlib.ExitStack() as held:
+        if is_chief:  # the one writer of the export and the checkpoints; the other workers only read
+            held.enter_context(workdirs.exclusive_use(cfg.export_dir, flag="--export_dir"))
+            held.enter_context(workdirs.exclusive_use(cfg.checkpoint_dir, flag="--checkpoint_dir"))
+        export.check_can_write(cfg.export_dir)
+        checkpoints_lib.check_can_use(cfg.checkpoint_dir)
+        train_and_export(cfg, strategy, is_chief=is_chief)
+
+
+def train_and_export(cfg: Config, strategy, *, is_chief: bool) -> None:
     precision = distribute.set_precision(cfg.mixed_precision, strategy)
     keras.utils.set_random_seed(cfg.seed)
     data = make_datasets(cfg, num_workers=distribute.num_workers(strategy))
@@ -58,7 +71,12 @@ def main(argv):
             f"the checkpoints in {cfg.checkpoint_dir} are at step {first_step:,}, past the {total_steps:,} steps asked for; "
             f"ask for more (--steps={first_step + 1000}), or pass --noresume to start over"
         )
-    if first_step:
+    if first_step == total_steps:
+        print(
+            f"training is already complete: the checkpoints in {cfg.checkpoint_dir} are at step {first_step:,} of "
+            f"{total_steps:,}; exporting them again (to train on, ask for more --steps)"
+        )
+    elif first_step:
         print(f"resuming from the checkpoint of step {first_step:,} in {cfg.checkpoint_dir}")
     result = training.train(
         cfg,
@@ -73,7 +91,9 @@ def main(argv):
     )
     if result.steps_completed == first_step and result.interrupted:
         raise KeyboardInterrupt
-    summary = f"{result.steps_completed:,} steps, train {result.train_bits_per_char:.3f} bits/char"
+    summary = f"{result.steps_completed:,} steps"
+    if result.steps_completed > first_step:  # no steps trained by this run: no training loss to speak of
+        summary += f", train {result.train_bits_per_char:.3f} bits/char"
     if result.best_step is not None:
         summary += f", best validation {result.validation_bits_per_char:.3f} bits/char (step {result.best_step:,})"
     print(f"{'interrupted' if result.interrupted else 'done'}: {summary}")
@@ -85,6 +105,19 @@ def main(argv):
     if result.interrupted:
         print(f"rerun the same command to continue from step {result.steps_completed:,}")
         raise KeyboardInterrupt
+
+
+def check_directories_apart(cfg: Config) -> None:
+    """Checkpoints or logs inside the export directory would be deleted with it when the export is swapped in."""
+    for flag, path, default in [
+        ("--checkpoint_dir", cfg.checkpoint_dir, f"{cfg.export_dir}.checkpoints"),
+        ("--logdir", cfg.logdir, f"{cfg.export_dir}.logs"),
+    ]:
+        if workdirs.is_inside(path, cfg.export_dir):
+            raise UserError(
+                f"{flag}={path} is inside --export_dir={cfg.export_dir}, which each export replaces whole; "
+                f"choose a {flag} outside it, or leave it out for the default beside it, {default}"
+            )
 
 
 def with_default_paths(cfg: Config) -> Config:

@@ -129,9 +129,35 @@ def test_export_dir_holding_other_files_is_refused_before_training_and_kept(tmp_
     (tmp_path / "texts").mkdir()
     (tmp_path / "texts" / "book.txt").write_text(TEXT)
     result = run_train(tmp_path, "--corpus=files", f"--files={tmp_path / 'texts' / '*.txt'}", f"--export_dir={tmp_path / 'texts'}")
-    assert_clear_failure(result, "holds files that are not part of an export (book.txt)", "choose another --export_dir")
+    assert_clear_failure(result, "is not an export of charbook's (it holds book.txt, and no charbook.json)", "choose another --export_dir")
     assert (tmp_path / "texts" / "book.txt").read_text() == TEXT
     assert "training" not in result.stdout
+
+
+def test_folders_that_only_look_like_charbooks_are_refused_before_training_and_kept(tmp_path):
+    (tmp_path / "book.txt").write_text(TEXT)
+    (tmp_path / "project" / "saved_model").mkdir(parents=True)
+    for name in ("config.json", "vocab.json", "model.weights.h5", "saved_model/mine.pb"):
+        (tmp_path / "project" / name).write_text("the user's own")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "checkpoint").write_text("the user's own")
+    for flag, problem in [
+        (f"--export_dir={tmp_path / 'project'}", "is not an export of charbook's (it holds config.json, model.weights.h5"),
+        (f"--checkpoint_dir={tmp_path / 'mine'}", "holds files that are not charbook's checkpoints (checkpoint, and no"),
+    ]:
+        result = run_train(tmp_path, "--corpus=files", f"--files={tmp_path / 'book.txt'}", flag)
+        assert_clear_failure(result, problem, f"choose another {flag.split('=')[0]}")
+        assert "training" not in result.stdout
+    assert (tmp_path / "project" / "config.json").read_text() == "the user's own"
+    assert (tmp_path / "mine" / "checkpoint").read_text() == "the user's own"
+
+
+@pytest.mark.parametrize("flag", ["--checkpoint_dir", "--logdir"])
+def test_checkpoints_or_logs_inside_the_export_are_refused_before_training(tmp_path, flag):
+    (tmp_path / "book.txt").write_text(TEXT)
+    result = run_train(tmp_path, "--corpus=files", f"--files={tmp_path / 'book.txt'}", f"{flag}={tmp_path / 'export' / 'inside'}")
+    assert_clear_failure(result, f"{flag}={tmp_path / 'export' / 'inside'} is inside --export_dir", "leave it out for the default beside it")
+    assert not (tmp_path / "export").exists()
 
 
 def test_cache_dir_that_is_a_file(tmp_path):

@@ -1,12 +1,16 @@
 """Training checkpoints: resume where a run stopped, never into a different run."""
 
 import dataclasses
+import os
+import stat
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import checkpoints as checkpoints_lib
+import workdirs
 from checkpoints import TrainingCheckpoints
 from errors import UserError
 from models.char_lstm import build_model
@@ -110,14 +114,18 @@ def test_noresume_starts_over(tiny_config, tmp_path):
     checkpoints.restore_or_start(tiny_config, VOCABULARY)
     train_a_little(model, checkpoints, steps=2)
     checkpoints.save()
+    checkpoints.record_validation(3.0)  # best/ holds these weights now
 
     (tmp_path / "ckpt" / "notes.txt").write_text("mine")
+    (tmp_path / "ckpt" / "best" / "best_sample.txt").write_text("also mine")
 
     fresh = dataclasses.replace(tiny_config, resume=False, rnn_units=24)
     model, restarted = open_checkpoints(fresh, tmp_path / "ckpt")
     assert restarted.restore_or_start(fresh, VOCABULARY) == 0
     assert not list((tmp_path / "ckpt").glob("ckpt-*"))
+    assert not list((tmp_path / "ckpt" / "best").glob("ckpt-*"))
     assert (tmp_path / "ckpt" / "notes.txt").read_text() == "mine"  # only checkpoint files are deleted
+    assert (tmp_path / "ckpt" / "best" / "best_sample.txt").read_text() == "also mine"
 
     # The new run's checkpoints are saved, even at the steps the deleted ones had.
     train_a_little(model, restarted, steps=2)
@@ -139,3 +147,50 @@ def test_the_best_validation_weights_come_back(tiny_config, tmp_path):
     assert checkpoints.restore_best_weights() == 1
     for best, now in zip(best_weights, model.weights):
         np.testing.assert_array_equal(best, now.numpy())
+
+
+def test_a_directory_of_the_users_is_refused_and_kept(tiny_config, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "checkpoint").write_text("my own file, which happens to have this name")
+    with pytest.raises(UserError, match="holds files that are not charbook's checkpoints \\(checkpoint, and no charbook.json\\)"):
+        checkpoints_lib.check_can_use(tmp_path / "mine")
+    _, checkpoints = open_checkpoints(tiny_config, tmp_path / "mine")
+    with pytest.raises(UserError, match="choose another --checkpoint_dir"):
+        checkpoints.restore_or_start(dataclasses.replace(tiny_config, resume=False), VOCABULARY)
+    assert os.listdir(tmp_path / "mine") == ["checkpoint"]
+    assert (tmp_path / "mine" / "checkpoint").read_text() == "my own file, which happens to have this name"
+
+
+def test_an_export_is_not_a_checkpoint_directory(tmp_path):
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "charbook.json").write_text(workdirs.marker_json(workdirs.EXPORT, format_version=1))
+    with pytest.raises(UserError, match="holds charbook's export, not checkpoints"):
+        checkpoints_lib.check_can_use(tmp_path / "export")
+
+
+def test_checkpoints_from_before_the_marker_resume_and_gain_it(tiny_config, tmp_path):
+    model, checkpoints = open_checkpoints(tiny_config, tmp_path / "ckpt")
+    checkpoints.restore_or_start(tiny_config, VOCABULARY)
+    train_a_little(model, checkpoints, steps=2)
+    checkpoints.save()
+    checkpoints.record_validation(3.0)
+    (tmp_path / "ckpt" / "charbook.json").unlink()  # as checkpoints were written until the marker came
+
+    checkpoints_lib.check_can_use(tmp_path / "ckpt")
+    _, resumed = open_checkpoints(tiny_config, tmp_path / "ckpt")
+    assert resumed.restore_or_start(tiny_config, VOCABULARY) == 2
+    assert workdirs.read_marker(tmp_path / "ckpt")["kind"] == "checkpoints"
+
+
+def test_checkpoints_follow_the_umask(tiny_config, tmp_path):
+    old = os.umask(0o027)
+    try:
+        model, checkpoints = open_checkpoints(tiny_config, tmp_path / "ckpt")
+        checkpoints.restore_or_start(tiny_config, VOCABULARY)
+        checkpoints.save()
+        checkpoints.record_validation(3.0)
+    finally:
+        os.umask(old)
+    modes = {path.relative_to(tmp_path).as_posix(): stat.S_IMODE(path.stat().st_mode) for path in tmp_path.rglob("*")}
+    assert modes["ckpt"] == modes["ckpt/best"] == 0o750, modes
+    assert {mode for path, mode in modes.items() if path not in ("ckpt", "ckpt/best")} == {0o640}, modes

@@ -2,6 +2,7 @@ import dataclasses
 import errno
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import export
+import workdirs
 from conftest import PROJECT_ROOT
 from config import Config
 from errors import UserError
@@ -31,6 +33,7 @@ def test_export_holds_everything_generation_needs(tmp_path):
 
     loaded = export.load_export(tmp_path / "export")
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
+        "charbook.json",
         "config.json",
         "model.weights.h5",
         "saved_model",
@@ -64,6 +67,11 @@ def test_crash_between_the_swap_renames_keeps_the_previous_export(tmp_path):
     write(tmp_path / "export", steps=1)
     os.rename(tmp_path / "export", tmp_path / ".export.previous")  # what a kill -9 mid-swap leaves
     assert export.load_export(tmp_path / "export").steps_completed == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".export.previous"]  # a reader moves nothing
+
+    write(tmp_path / "export", steps=2)  # the writer mends it
+    assert export.load_export(tmp_path / "export").steps_completed == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 
 
 def test_missing_export_says_how_to_make_one(tmp_path):
@@ -114,7 +122,7 @@ def test_a_directory_of_other_files_is_never_replaced_by_an_export(tmp_path, mon
     (tmp_path / "texts" / "novel.txt").write_text("my only copy")
     (tmp_path / "notes").write_text("not a directory")
     for directory, message in [
-        (tmp_path / "texts", "holds files that are not part of an export \\(novel.txt\\)"),
+        (tmp_path / "texts", "is not an export of charbook's \\(it holds novel.txt, and no charbook.json\\)"),
         (tmp_path / "notes", "is a file, not an export directory"),
     ]:
         with pytest.raises(UserError, match=message):
@@ -122,7 +130,7 @@ def test_a_directory_of_other_files_is_never_replaced_by_an_export(tmp_path, mon
         with pytest.raises(UserError, match=message):
             write(directory)
     monkeypatch.chdir(tmp_path / "texts")
-    with pytest.raises(UserError, match=f"--export_dir={tmp_path / 'texts'} holds files"):
+    with pytest.raises(UserError, match=f"--export_dir={tmp_path / 'texts'} is not an export"):
         write(".")
     assert (tmp_path / "texts" / "novel.txt").read_text() == "my only copy"
     assert (tmp_path / "notes").read_text() == "not a directory"
@@ -133,6 +141,69 @@ def test_a_directory_of_other_files_is_never_replaced_by_an_export(tmp_path, mon
     (tmp_path / "empty").mkdir()
     write(tmp_path / "empty", steps=3)
     assert export.load_export(tmp_path / "empty").steps_completed == 3
+
+
+def test_a_folder_that_only_looks_like_an_export_is_never_replaced(tmp_path):
+    folder = tmp_path / "project"
+    (folder / "saved_model").mkdir(parents=True)
+    for name in ("config.json", "vocab.json", "model.weights.h5", "saved_model/my_model.pb"):
+        (folder / name).write_text("the user's own")
+    with pytest.raises(UserError, match="is not an export of charbook's .*no charbook.json"):
+        write(folder)
+    assert sorted(workdirs.tree(folder)) == [
+        "config.json", "model.weights.h5", "saved_model", "saved_model/my_model.pb", "vocab.json"
+    ]
+
+
+def test_files_added_to_an_export_are_never_deleted_by_the_next_one(tmp_path):
+    write(tmp_path / "export")
+    (tmp_path / "export" / "notes.txt").write_text("how I trained it")
+    with pytest.raises(UserError, match="holds files that are not part of the export \\(notes.txt\\).*move them out"):
+        write(tmp_path / "export")
+    assert (tmp_path / "export" / "notes.txt").read_text() == "how I trained it"
+
+
+def test_an_export_from_before_the_marker_is_read_and_replaced(tmp_path):
+    write(tmp_path / "export", steps=1)
+    (tmp_path / "export" / "charbook.json").unlink()  # as exports were written until the marker came
+    assert export.load_export(tmp_path / "export").steps_completed == 1
+    write(tmp_path / "export", steps=2)
+    assert export.load_export(tmp_path / "export").steps_completed == 2
+
+    # ... but not when anything in it is not what such an export held.
+    (tmp_path / "export" / "charbook.json").unlink()
+    (tmp_path / "export" / "saved_model" / "mine.txt").write_text("keep me")
+    with pytest.raises(UserError, match="holds files that are not part of the export \\(saved_model/mine.txt\\)"):
+        write(tmp_path / "export", steps=3)
+    assert (tmp_path / "export" / "saved_model" / "mine.txt").read_text() == "keep me"
+
+
+def test_a_checkpoint_directory_is_neither_read_nor_replaced_as_an_export(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "charbook.json").write_text(workdirs.marker_json(workdirs.CHECKPOINTS, format_version=1))
+    with pytest.raises(UserError, match="holds charbook's checkpoints, not an export"):
+        export.load_export(tmp_path / "ckpt")
+    with pytest.raises(UserError, match="holds charbook's checkpoints, not an export"):
+        write(tmp_path / "ckpt")
+
+
+def test_a_file_given_as_the_export_is_named_as_such(tmp_path):
+    (tmp_path / "model.txt").write_text("not an export")
+    with pytest.raises(UserError, match="is a file, not an export; give the directory train.py exported to") as raised:
+        export.load_export(tmp_path / "model.txt")
+    assert "train.py --export_dir" not in str(raised.value)
+
+
+@pytest.mark.parametrize("umask, directory_mode, file_mode", [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640)])
+def test_an_export_follows_the_umask(tmp_path, umask, directory_mode, file_mode):
+    old = os.umask(umask)
+    try:
+        write(tmp_path / "export")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "export").stat().st_mode) == directory_mode
+    for name in ("config.json", "vocab.json", "model.weights.h5", "charbook.json"):
+        assert stat.S_IMODE((tmp_path / "export" / name).stat().st_mode) == file_mode
 
 
 def test_unwritable_export_directory_is_caught_before_training(tmp_path):
@@ -174,6 +245,58 @@ def test_kill_9_while_exporting_leaves_a_whole_export(tmp_path):
     # The next write clears what the killed ones left behind.
     write(directory, steps=99)
     assert [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+# Exports over and over until killed: export n has seed n, a vocabulary of 8 + n % 5 characters and
+# rnn_units 8 + n % 3, so a load that mixed two exports' files could not hang together.
+EXPORT_DIFFERENT_MODELS = """
+import sys
+import cli, export
+from config import Config
+from models.char_lstm import build_model
+from pipeline.vocab import Vocabulary
+for steps in range(1, 10_000):
+    config = Config(embedding_dim=4, rnn_units=8 + steps % 3, seed=steps)
+    vocabulary = Vocabulary("abcdefghijklm"[: 8 + steps % 5])
+    model = build_model(config, vocabulary.size)
+    export.write_export(sys.argv[1], model=model, config=config, vocabulary=vocabulary, steps_completed=steps)
+    print(steps, flush=True)
+"""
+
+
+def test_readers_see_one_whole_export_while_exports_replace_it(tmp_path, monkeypatch):
+    directory = tmp_path / "export"
+    read_file = export._read_or_none
+
+    def read_file_slowly(*args):  # as from a slow disk: most swaps then come in the middle of a load
+        time.sleep(0.003)
+        return read_file(*args)
+
+    monkeypatch.setattr(export, "_read_or_none", read_file_slowly)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", EXPORT_DIFFERENT_MODELS, str(directory)], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT
+    )
+    try:
+        assert writer.stdout.readline().strip() == "1"
+        loads, seen, errors = 0, set(), []
+        deadline = time.monotonic() + 300
+        while (loads < 1000 or len(seen) < 5) and time.monotonic() < deadline:
+            try:
+                exported = export.load_export(directory)
+                assert exported.config.seed == exported.steps_completed
+                assert exported.vocabulary.size == 8 + exported.steps_completed % 5 + 1  # + 1: the unknown-character id
+                if loads % 200 == 0:  # the weights fit the config read with them
+                    export.load_model(exported)
+                seen.add(exported.steps_completed)
+            except (UserError, AssertionError) as error:
+                errors.append(repr(error))
+            loads += 1
+            assert writer.poll() is None, "the writer stopped"
+    finally:
+        writer.kill()
+        writer.wait()
+    assert errors[:3] == []
+    assert loads >= 1000 and len(seen) >= 5  # the loads spanned several exports
 
 
 # Writes an export, then tries again with the process' file-size limit too small for the weights: a real

@@ -172,14 +172,57 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(gutenberg_mi
     if kill_after == "step 5/":  # before the first checkpoint: nothing to resume, a fresh start
         assert resumed is None and min(losses_after) == 5
         return
-    resumed_from = int(resumed.group(1))
     if kill_after == "done:":  # killed while exporting: all steps were trained and checkpointed, none again
-        assert resumed_from == 60 and not losses_after
+        assert "training is already complete: the checkpoints in" in rerun.stdout and "at step 60 of 60" in rerun.stdout
+        assert resumed is None and not losses_after
+        assert "done: 60 steps, best validation" in rerun.stdout and "nan" not in rerun.stdout
         fewer_steps = run("train.py", *[flag for flag in flags if not flag.startswith("--steps=")], "--steps=30")
         assert fewer_steps.returncode == 2 and "at step 60, past the 30 steps asked for" in fewer_steps.stderr
         return
+    resumed_from = int(resumed.group(1))
     assert resumed_from >= 20 and resumed_from % 10 == 0
     assert min(losses_after) == resumed_from + 5  # the steps already checkpointed are not trained again
     # The loss curve goes on from where it was, not from the untrained start.
     assert losses_after[resumed_from + 5] < losses_before[5] - 0.3
     assert losses_after[resumed_from + 5] == pytest.approx(losses_before[max(losses_before)], abs=0.3)
+
+
+def test_a_second_run_on_the_same_directories_is_refused_while_the_first_trains(gutenberg_mirror, tmp_path):
+    def flags(export_dir, *more):
+        return [
+            "--books=31469",
+            f"--gutenberg_mirror={gutenberg_mirror}",
+            f"--cache_dir={tmp_path / 'cache'}",
+            f"--export_dir={tmp_path / export_dir}",
+            f"--checkpoint_dir={tmp_path / 'ckpt'}",
+            "--seq_len=20",
+            "--batch_size=8",
+            "--embedding_dim=8",
+            "--rnn_units=16",
+            "--sample_length=0",
+            *more,
+        ]
+
+    first = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "train.py"), *flags("export", "--steps=100000", "--log_every=1")],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        for line in first.stdout:
+            if line.startswith("step 2/"):
+                break
+        same_export = run("train.py", *flags("export", "--steps=3"))
+        same_checkpoints = run("train.py", *flags("other_export", "--steps=3"))
+    finally:
+        first.kill()  # kill -9: it has no chance to give its locks back
+        first.wait()
+    for result, flag in [(same_export, "--export_dir"), (same_checkpoints, "--checkpoint_dir")]:
+        assert result.returncode == 2, result.stderr
+        assert f"is in use by another charbook run (pid {first.pid} on " in result.stderr
+        assert f"choose another {flag}" in result.stderr and "training" not in result.stdout
+
+    after_the_kill = run("train.py", *flags("export", "--steps=3", "--noresume"))
+    assert after_the_kill.returncode == 0, after_the_kill.stderr
+    assert export.load_export(tmp_path / "export").steps_completed == 3
