@@ -206,6 +206,30 @@ def test_an_export_follows_the_umask(tmp_path, umask, directory_mode, file_mode)
         assert stat.S_IMODE((tmp_path / "export" / name).stat().st_mode) == file_mode
 
 
+def test_a_previous_copy_that_cannot_be_deleted_is_named(tmp_path, monkeypatch, capsys):
+    write(tmp_path / "export", steps=1)
+    monkeypatch.setattr(export.shutil, "rmtree", lambda path, ignore_errors=False: None)  # as on a read-only file
+    write(tmp_path / "export", steps=2)
+    assert f"could not be deleted: delete {tmp_path / '.export.previous'} yourself" in capsys.readouterr().err
+    assert export.load_export(tmp_path / "export").steps_completed == 2
+
+
+def test_a_swap_that_fails_halfway_puts_the_previous_export_back(tmp_path, monkeypatch):
+    write(tmp_path / "export", steps=1)
+    rename = os.rename
+
+    def fail_to_rename_the_new_export(source, target):
+        if ".partial-" in str(source):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        rename(source, target)
+
+    monkeypatch.setattr(export.os, "rename", fail_to_rename_the_new_export)
+    with pytest.raises(UserError, match="cannot replace the export at .*Input/output error; the previous export there is unchanged"):
+        write(tmp_path / "export", steps=2)
+    assert export.load_export(tmp_path / "export").steps_completed == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
 def test_unwritable_export_directory_is_caught_before_training(tmp_path):
     export.check_can_write(tmp_path / "new" / "export")  # parents are created
     (tmp_path / "file").write_text("not a directory")
