@@ -42,6 +42,8 @@ LEGACY_EXPORT_FILES = re.compile(
     r"config\.json|vocab\.json|model\.weights\.h5|saved_model(/assets|/fingerprint\.pb|/saved_model\.pb"
     r"|/variables(/variables\.index|/variables\.data-\d+-of-\d+)?)?"
 )
+# What to do about a damaged export, said by every message that finds one.
+EXPORT_AGAIN = "export the model again: rerun the train.py command that wrote it (it resumes from its checkpoints)"
 _READ_ATTEMPTS = 100  # each retry means a whole new export was swapped in meanwhile: 100 in a row is no accident
 
 
@@ -162,9 +164,14 @@ def load_export(directory: str | os.PathLike) -> Export:
             f"{directory} holds charbook's {marker.get('kind')}, not an export; give --export_dir the directory train.py "
             "exported to (the one it printed at the end)"
         )
+    if marker is None and all(files[name] is None for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE)):
+        raise UserError(
+            f"no export in {directory}: it holds no {CONFIG_FILE}, {VOCAB_FILE} or {WEIGHTS_FILE}; give --export_dir the "
+            "directory train.py exported to (the one it printed at the end)"
+        )
     for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE):
         if files[name] is None:
-            raise UserError(f"the export at {directory} is incomplete: {name} is missing; export the model again")
+            raise UserError(f"the export at {directory} is incomplete: {name} is missing; {EXPORT_AGAIN}")
     try:
         manifest = json.loads(files[CONFIG_FILE].decode("utf-8"))
         version = int(manifest["format_version"])
@@ -183,7 +190,7 @@ def load_export(directory: str | os.PathLike) -> Export:
     if vocabulary.size != vocab_size:
         raise UserError(
             f"the export at {directory} does not hang together: {VOCAB_FILE} has {vocabulary.size} ids but the "
-            f"weights were trained for {vocab_size}; export the model again"
+            f"weights were trained for {vocab_size}; {EXPORT_AGAIN}"
         )
     _check_weights_file(directory, files[WEIGHTS_FILE], manifest.get("weights", {}))
     return Export(
@@ -250,7 +257,7 @@ def load_model(export: Export, *, batch_size: int | None = None, stateful: bool 
         except (OSError, ValueError, KeyError) as error:
             raise UserError(
                 f"cannot load {export.directory / WEIGHTS_FILE}: it does not match the exported config or is damaged "
-                f"({error}); export the model again"
+                f"({error}); {EXPORT_AGAIN}"
             ) from None
     return model
 
@@ -260,10 +267,10 @@ def _check_weights_file(directory: pathlib.Path, data: bytes, expected: dict) ->
     if "bytes" in expected and len(data) != expected["bytes"]:
         raise UserError(
             f"{directory / WEIGHTS_FILE} is truncated or damaged: {len(data):,} bytes, expected {expected['bytes']:,}; "
-            "export the model again"
+            f"{EXPORT_AGAIN}"
         )
     if "sha256" in expected and hashlib.sha256(data).hexdigest() != expected["sha256"]:
-        raise UserError(f"{directory / WEIGHTS_FILE} is damaged: its checksum does not match; export the model again")
+        raise UserError(f"{directory / WEIGHTS_FILE} is damaged: its checksum does not match; {EXPORT_AGAIN}")
 
 
 def _absolute(directory: str | os.PathLike) -> pathlib.Path:
@@ -315,7 +322,7 @@ def _is_legacy_export(directory: pathlib.Path) -> bool:
 
 
 def _damaged_config(directory: pathlib.Path, error: Exception) -> UserError:
-    return UserError(f"{directory / CONFIG_FILE} is damaged ({error}); export the model again")
+    return UserError(f"{directory / CONFIG_FILE} is damaged ({error}); {EXPORT_AGAIN}")
 
 
 def _previous_copy(directory: pathlib.Path) -> pathlib.Path:

@@ -187,6 +187,13 @@ def test_a_checkpoint_directory_is_neither_read_nor_replaced_as_an_export(tmp_pa
         write(tmp_path / "ckpt")
 
 
+def test_a_folder_without_an_export_is_not_called_incomplete(tmp_path):
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "book.txt").write_text("a book")
+    with pytest.raises(UserError, match="no export in .*texts: it holds no config.json, vocab.json or model.weights.h5; give"):
+        export.load_export(tmp_path / "texts")
+
+
 def test_a_file_given_as_the_export_is_named_as_such(tmp_path):
     (tmp_path / "model.txt").write_text("not an export")
     with pytest.raises(UserError, match="is a file, not an export; give the directory train.py exported to") as raised:
