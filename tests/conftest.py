@@ -45,6 +45,19 @@ def tiny_config(gutenberg_mirror, tmp_path) -> Config:
     )
 
 
+def gutenberg_file(title: str, body: str) -> str:
+    """A book as gutenberg.org serves it today: header, START line, the book, END line, licence (about 450 characters)."""
+    return (
+        f"The Project Gutenberg eBook of {title}\n\nTitle: {title}\nLanguage: English\n\n"
+        f"*** START OF THE PROJECT GUTENBERG EBOOK {title.upper()} ***\n\n\n{body}\n\n\n"
+        f"*** END OF THE PROJECT GUTENBERG EBOOK {title.upper()} ***\n\n"
+        "Updated editions will replace the previous one--the old editions will be renamed.\n"
+        "*** START: FULL LICENSE ***\n"
+        "Creating the works from print editions not protected by U.S. copyright law means that no one\n"
+        "owns a United States copyright in these works, so the Foundation can copy and distribute it.\n"
+    )
+
+
 # --- a scripted mirror: each path answers with the next of its scripted responses (the last one repeats) ---
 
 

@@ -1,5 +1,6 @@
 import pytest
 
+from conftest import gutenberg_file
 from errors import UserError
 from pipeline import sources
 from pipeline.text import (
@@ -70,17 +71,6 @@ def test_older_this_marker_style_is_understood():
 
 START = "*** START OF THE PROJECT GUTENBERG EBOOK X ***"
 END = "*** END OF THE PROJECT GUTENBERG EBOOK X ***"
-
-
-def gutenberg_file(title: str, body: str) -> str:
-    """A book as gutenberg.org serves it today: header, START line, the book, END line, licence."""
-    return (
-        f"The Project Gutenberg eBook of {title}\n\nTitle: {title}\n\n"
-        f"*** START OF THE PROJECT GUTENBERG EBOOK {title.upper()} ***\n\n\n{body}\n\n\n"
-        f"*** END OF THE PROJECT GUTENBERG EBOOK {title.upper()} ***\n\n"
-        "Updated editions will replace the previous one.\n"
-        "*** START: FULL LICENSE ***\nProject Gutenberg™ licence.\n"
-    )
 
 
 def test_books_back_to_back_keep_every_body_in_order():
