@@ -4,7 +4,7 @@ character, early stopping and checkpoints. Progress lines and TensorBoard: progr
 import collections
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -15,6 +15,18 @@ from config import Config
 from errors import UserError
 from pipeline.datasets import Datasets
 from progress import LN2, ProgressReport
+
+# A fresh model guesses every id alike, which costs ln(vocab_size) nats per character; training goes down from there.
+# Measured (80-150 steps from a fresh start on tinyshakespeare's 66 ids and on texts of 4 and 6,002 ids, models of
+# 8/16 to 256/512 embedding/LSTM units, batches of 32 x 64): at --learning_rate 0.03 or less, and up to 0.3 after 50
+# warm-up steps, the mean loss of any 20 steps in a row stayed below 1.5 times ln(vocab_size), though single early
+# steps reached 5.3 times it. Without warm-up, models of 64 units or more reached 20-step means of 4.7 to 8.2 times
+# it at 0.1 and 0.3 (for 20 to 50 steps, before falling back), and of 22 to 58 times at 1.0, where they stayed far
+# above it. Three times, averaged over 20 steps, separates the two with room on both sides (a lone spike would have
+# to pass about 40 times), and a run that diverges from the start hears so at step 20, before its first progress line.
+DIVERGENCE_WINDOW = 20  # steps
+DIVERGENCE_FACTOR = 3.0  # times the loss of a uniform guess
+
 
 @dataclasses.dataclass
 class TrainResult:
@@ -109,6 +121,17 @@ def make_train_step(
     return train_step
 
 
+def has_diverged(recent_losses: Sequence[float], *, vocab_size: int) -> bool:
+    """True when the last DIVERGENCE_WINDOW losses (nats per character) average over DIVERGENCE_FACTOR times the loss of
+    a uniform guess over `vocab_size` ids, ln(vocab_size). Fewer losses than that decide nothing.
+
+        has_diverged([4.2] * 19 + [90.0], vocab_size=66)  # False: one spike (the mean 8.5 is below 3 x 4.19)
+        has_diverged([4.2] + [14.0] * 19, vocab_size=66)  # True: the mean 13.5 is above 12.57
+    """
+    window = list(recent_losses)[-DIVERGENCE_WINDOW:]
+    return len(window) == DIVERGENCE_WINDOW and sum(window) / DIVERGENCE_WINDOW > DIVERGENCE_FACTOR * math.log(vocab_size)
+
+
 def make_evaluate(model: keras.Model, strategy: tf.distribute.Strategy | None = None):
     """A function: batches of (inputs, targets) -> (bits per character, number of characters scored)."""
     strategy = strategy or tf.distribute.get_strategy()
@@ -154,6 +177,8 @@ def train(
     Checkpoints are saved every --checkpoint_every steps, after every epoch, at the end and on
     Ctrl-C (which ends training early with `interrupted` set, so the caller can still export).
     When validation text exists the model ends up holding the weights that scored best on it.
+    A loss that turns NaN or infinite, or diverges (has_diverged), stops training with a UserError; no checkpoint
+    is saved while a recent loss is that high, so the latest one is from before the climb.
     """
     first_step = int(checkpoints.step.numpy())
     chars_per_step = cfg.batch_size * cfg.seq_len
@@ -166,12 +191,25 @@ def train(
         total_steps=total_steps, chars_per_step=chars_per_step, log_every=cfg.log_every, writer=writer, first_step=first_step
     )
     last_losses = collections.deque(maxlen=cfg.log_every)
-    interrupted = stopped_early = False
+    recent_losses = collections.deque(maxlen=DIVERGENCE_WINDOW)
+    highest_loss_to_save = DIVERGENCE_FACTOR * math.log(data.vocabulary.size)  # nats
+    saved_step = first_step  # the latest checkpoint, taken while no recent loss was above highest_loss_to_save
+    save_due = interrupted = stopped_early = False
     try:
         for step in range(first_step + 1, total_steps + 1):
             loss = float(train_step(batches))
+            recent_losses.append(loss)
             if not math.isfinite(loss):
-                raise UserError(f"training diverged: the loss became {loss} at step {step}; lower --learning_rate")
+                raise _divergence_error(cfg, step, f"the loss became {loss}", saved_step=saved_step)
+            if has_diverged(recent_losses, vocab_size=data.vocabulary.size):
+                raise _divergence_error(
+                    cfg,
+                    step,
+                    f"the loss averaged {sum(recent_losses) / len(recent_losses) / LN2:.1f} bits/char over the last "
+                    f"{len(recent_losses)} steps, more than {DIVERGENCE_FACTOR:g} times the "
+                    f"{math.log2(data.vocabulary.size):.2f} bits/char of a uniform guess over its {data.vocabulary.size} ids",
+                    saved_step=saved_step,
+                )
             checkpoints.step.assign(step)
             last_losses.append(loss)
             progress.update(step, loss, learning_rate=lambda: _current_learning_rate(optimizer))
@@ -183,8 +221,16 @@ def train(
                 if sample_text is not None:
                     progress.sample(step, sample_text())
                 stopped_early = 0 < cfg.patience <= int(checkpoints.epochs_without_improvement.numpy())
-            if step % cfg.checkpoint_every == 0 or end_of_epoch or step == total_steps or stopped_early:
+            save_due = save_due or step % cfg.checkpoint_every == 0 or end_of_epoch
+            # A checkpoint due while the loss spikes waits for DIVERGENCE_WINDOW steps without a spike: saved now,
+            # it could replace the last good one with weights that are diverging. The last step saves what the
+            # export will hold. Every worker of a multi-worker run sees the same losses and weights, so all of
+            # them save (a collective operation) or none.
+            if step == total_steps or stopped_early or (save_due and max(recent_losses) <= highest_loss_to_save):
+                if not _all_finite(model.trainable_weights):
+                    raise _divergence_error(cfg, step, "the weights became infinite or NaN", saved_step=saved_step)
                 checkpoints.save()
+                saved_step, save_due = step, False
             if stopped_early:
                 progress.note(f"stopping early: no better validation score in the last {cfg.patience} epoch(s) (--patience)")
                 break
@@ -204,6 +250,22 @@ def train(
         interrupted=interrupted,
         stopped_early=stopped_early,
     )
+
+
+def _divergence_error(cfg: Config, step: int, what: str, *, saved_step: int) -> UserError:
+    # Measured: a smaller --clipnorm does not help (Adam scales every step to about the learning rate anyway),
+    # while 50 warm-up steps let 0.1 and 0.3 train models that diverged at those rates from a cold start.
+    rerun = "then rerun"
+    if saved_step:
+        rerun += f": training resumes from the checkpoint of step {saved_step:,}, saved before the loss climbed"
+    return UserError(
+        f"training diverged at step {step:,}: {what}; lower --learning_rate (now {cfg.learning_rate:g}) or raise "
+        f"--warmup_steps (now {cfg.warmup_steps:,}; e.g. 100), {rerun}"
+    )
+
+
+def _all_finite(weights) -> bool:
+    return all(bool(tf.reduce_all(tf.math.is_finite(weight))) for weight in weights)
 
 
 def _current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:

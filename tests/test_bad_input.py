@@ -118,10 +118,23 @@ def test_model_and_batch_sizes_out_of_range_are_all_named_at_once(tmp_path, valu
         (["--books=5-3"], "--books: the range '5-3' runs backwards", "write 3-5"),
         (["--books=@missing.txt"], "cannot read the --books file 'missing.txt'", "give @ and the path of a file of ebook ids"),
         (["--gutenberg_mirror=htp://www.gutenberg.org"], "--gutenberg_mirror='htp://www.gutenberg.org' is neither", "https://www.gutenberg.org"),
+        (["--learning_rate=5"], "--learning_rate=5.0 must be above 0 and at most 1", "invalid settings"),
     ],
 )
 def test_bad_settings(tmp_path, flags, problem, fix):
     assert_clear_failure(run_train(tmp_path, *flags), problem, fix)
+    assert not (tmp_path / "export").exists()
+
+
+def test_a_diverging_run_stops_and_exports_nothing(gutenberg_mirror, tmp_path):
+    # 128 units at --learning_rate=1: the loss climbs far above a uniform guess's within a few steps.
+    sizes = ["--embedding_dim=16", "--rnn_units=128", "--seq_len=32", "--batch_size=16", "--steps=40"]
+    result = run_train(tmp_path, "--books=11", f"--gutenberg_mirror={gutenberg_mirror}", *sizes, "--learning_rate=1")
+    assert_clear_failure(
+        result,
+        "training diverged at step 20: the loss averaged",
+        "more than 3 times the 6.25 bits/char of a uniform guess over its 76 ids; lower --learning_rate (now 1)",
+    )
     assert not (tmp_path / "export").exists()
 
 

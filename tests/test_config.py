@@ -24,6 +24,11 @@ def test_settings_unknown_to_this_version_are_ignored():
         ({"books": (84, -1)}, "--books ids must be positive"),
         ({"validation_fraction": 1.0}, "--validation_fraction=1.0 must be at least 0 and below 1"),
         ({"temperature": -1.0}, "--temperature=-1.0 must be 0"),
+        ({"temperature": 1e9}, "--temperature=1000000000.0 must be 0 \\(greedy\\) or positive, at most 100"),
+        ({"learning_rate": 2.0}, "--learning_rate=2.0 must be above 0 and at most 1 \\(the default is 0.001\\)"),
+        ({"learning_rate": 0.0}, "--learning_rate=0.0 must be above 0 and at most 1"),
+        ({"clipnorm": float("inf")}, "--clipnorm=inf must be 0 \\(no clipping\\) or positive, at most 1,000,000"),
+        ({"clipnorm": -1.0}, "--clipnorm=-1.0 must be 0 \\(no clipping\\) or positive"),
         ({"download_workers": 0}, "--download_workers=0 must be between 1 and 256"),
         ({"download_timeout": 0.0}, "--download_timeout=0.0 must be above 0"),
         ({"corpus": "tfds:"}, "or tfds:NAME"),
@@ -38,6 +43,11 @@ def test_settings_unknown_to_this_version_are_ignored():
 def test_bad_settings_are_refused_with_the_flag_named(settings, message):
     with pytest.raises(UserError, match=message):
         Config(**settings)
+
+
+def test_the_ends_of_the_ranges_are_accepted():
+    cfg = Config(learning_rate=1.0, clipnorm=1_000_000.0, temperature=100.0)
+    assert (cfg.learning_rate, cfg.clipnorm, cfg.temperature) == (1.0, 1_000_000.0, 100.0)
 
 
 @pytest.mark.parametrize("mirror", ["https://www.gutenberg.org", "http://127.0.0.1:8000/", "file:///srv/gutenberg", "~/mirror", "mirror"])

@@ -1,4 +1,5 @@
-"""The training loop's parts: the learning-rate schedule, early stopping on validation, the best weights kept."""
+"""The training loop's parts: the learning-rate schedule, early stopping on validation, the best weights kept, a
+diverging run stopped with its last good checkpoint kept."""
 
 import dataclasses
 
@@ -10,6 +11,7 @@ import tensorflow as tf
 import training
 from checkpoints import TrainingCheckpoints
 from distribute import make_strategy, set_precision
+from errors import UserError
 from models.char_lstm import build_model
 from pipeline.datasets import make_datasets
 
@@ -85,3 +87,80 @@ def test_mixed_precision_keeps_weights_logits_and_loss_in_float32(tiny_config):
         assert model(tf.ones([1, 3], tf.int32)).dtype == "float32"
     finally:
         set_precision(False, strategy)
+
+
+@pytest.mark.parametrize(
+    "losses, vocab_size, diverged",
+    [
+        # The first 20 losses (nats) of the default model at --learning_rate=0.03 on tinyshakespeare: noisy, but
+        # 5.9 on average, below 3 x ln(66) = 12.57.
+        ([4.2, 4.3, 7.0, 8.0, 6.0, 6.7, 6.6, 6.2, 5.8, 7.3, 7.0, 6.8, 6.3, 6.1, 5.7, 4.9, 4.7, 4.9, 4.9, 4.9], 66, False),
+        # The same model at --learning_rate=1.0: 88.9 on average.
+        ([4.2, 53, 118, 129, 91, 38, 58, 72, 73, 77, 82, 102, 122, 131, 142, 125, 112, 99, 82, 68], 66, True),
+        ([4.2] * 19 + [90.0], 66, False),  # one spike: 8.5 on average
+        ([4.2] + [14.0] * 19, 66, True),  # 13.5 on average
+        ([13.0] * 19, 66, False),  # fewer than 20 steps decide nothing
+        ([13.0] * 20, 6002, False),  # a large vocabulary: 3 x ln(6002) = 26.1
+        ([5.0] * 20, 4, True),  # a small one: 3 x ln(4) = 4.16
+    ],
+)
+def test_a_loss_averaging_3_times_a_uniform_guess_over_20_steps_has_diverged(losses, vocab_size, diverged):
+    assert training.has_diverged(losses, vocab_size=vocab_size) == diverged
+
+
+def _start_training(cfg, data, checkpoint_dir, *, total_steps):
+    """A fresh model, optimizer and checkpoints for training.train, as train.py makes them."""
+    model = build_model(cfg, data.vocabulary.size)
+    optimizer = training.make_optimizer(cfg, model, total_steps=total_steps)
+    checkpoints = TrainingCheckpoints(str(checkpoint_dir), model=model, optimizer=optimizer, keep=2)
+    checkpoints.restore_or_start(cfg, data.vocabulary)
+    return dict(model=model, optimizer=optimizer, checkpoints=checkpoints, strategy=make_strategy("default"))
+
+
+def test_an_exploding_loss_stops_training_and_keeps_the_checkpoint_from_before(tiny_config, tmp_path):
+    # A model of 128 units at --learning_rate=1.0: the loss starts at ln(76) = 4.33 nats and climbs past 13 at once.
+    cfg = dataclasses.replace(
+        tiny_config, embedding_dim=16, rnn_units=128, learning_rate=1.0, checkpoint_every=1, logdir=str(tmp_path / "logs")
+    )
+    data = make_datasets(cfg)
+    keras.utils.set_random_seed(0)
+    parts = _start_training(cfg, data, tmp_path / "ckpt", total_steps=100)
+
+    with pytest.raises(UserError) as raised:
+        training.train(cfg, data=data, total_steps=100, **parts)
+
+    assert str(raised.value).startswith("training diverged at step 20: the loss averaged ")
+    assert str(raised.value).endswith(
+        " bits/char over the last 20 steps, more than 3 times the 6.25 bits/char of a uniform guess over its 76 ids; "
+        "lower --learning_rate (now 1) or raise --warmup_steps (now 0; e.g. 100), then rerun: "
+        "training resumes from the checkpoint of step 1, saved before the loss climbed"
+    )
+    # A checkpoint was due at every step, but none was saved once the loss had passed 3 x 4.33 nats (at step 2).
+    assert tf.train.latest_checkpoint(tmp_path / "ckpt").endswith("ckpt-1")
+
+
+def test_weights_that_became_nan_are_never_checkpointed(tiny_config, tmp_path, monkeypatch):
+    cfg = dataclasses.replace(tiny_config, checkpoint_every=1, logdir=str(tmp_path / "logs"))
+    data = make_datasets(cfg)
+    parts = _start_training(cfg, data, tmp_path / "ckpt", total_steps=10)
+    # Each step: the loss it reports (of the weights before its update), and the value its update leaves in the
+    # embedding. The third update makes them NaN; the loss shows it only at the fourth step.
+    steps = iter([(4.3, 0.01), (4.2, 0.02), (4.1, np.nan), (np.nan, np.nan)])
+
+    def make_train_step(model, optimizer, strategy, *, global_batch_size):
+        def train_step(batches):
+            loss, weight = next(steps)
+            embedding = model.get_layer("embedding").embeddings
+            embedding.assign(tf.fill(embedding.shape, weight))
+            return tf.constant(loss)
+
+        return train_step
+
+    monkeypatch.setattr(training, "make_train_step", make_train_step)
+    with pytest.raises(
+        UserError,
+        match=r"^training diverged at step 3: the weights became infinite or NaN; lower --learning_rate \(now 0.001\) .*"
+        "training resumes from the checkpoint of step 2, saved before the loss climbed$",
+    ):
+        training.train(cfg, data=data, total_steps=10, **parts)
+    assert tf.train.latest_checkpoint(tmp_path / "ckpt").endswith("ckpt-2")
