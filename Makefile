@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements-lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements-lock.txt -e ".[test]"
+	$(BIN)/pip install --quiet -c requirements-lock.txt ".[test]"
 	touch $@
 
 # About ten minutes on 2 CPU cores: a small model on the default six novels, then 600 generated characters.

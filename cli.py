@@ -22,8 +22,10 @@ def _debug_from_environment() -> bool:
     return os.environ.get("CHARBOOK_DEBUG", "") not in ("", "0")
 
 
-def _import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly() -> None:
     """Imports TensorFlow with its C++ start-up chatter ("Could not find cuda drivers...") kept off stderr.
+
+    Entry scripts call it before importing anything that imports TensorFlow; importing this module does nothing of the kind.
 
     The chatter is shown after all if the import fails, and always with CHARBOOK_DEBUG=1.
     """
@@ -47,8 +49,6 @@ def _import_tensorflow_quietly() -> None:
             os.dup2(saved_stderr, 2)
             os.close(saved_stderr)
 
-
-_import_tensorflow_quietly()
 
 # The system's message names the problem; this says what to do about the ones users meet.
 _OS_ERROR_ADVICE = {
@@ -116,7 +116,8 @@ def run(main) -> None:
     When the reader of stdout stops (generate.py | head), the tool ends quietly with exit status 0.
     """
 
-    import tensorflow as tf  # imported quietly above
+    import_tensorflow_quietly()  # a no-op if the entry script did it already, as it should
+    import tensorflow as tf
 
     def main_with_clean_errors(argv):
         if not _debug():

@@ -7,7 +7,9 @@ Text is cut into windows of --seq_len + 1 characters, each scored from an empty 
 same way train.py scores its validation text, so the numbers compare directly.
 """
 
-import cli  # first: it imports TensorFlow without the C++ start-up chatter
+import cli
+
+cli.import_tensorflow_quietly()  # before the imports below start TensorFlow, with its C++ chatter
 
 import export
 import training

@@ -7,7 +7,9 @@
 
 import sys
 
-import cli  # first: it imports TensorFlow without the C++ start-up chatter
+import cli
+
+cli.import_tensorflow_quietly()  # before the imports below start TensorFlow, with its C++ chatter
 
 import api
 from errors import UserError

@@ -6,7 +6,9 @@
 Rerunning the same command after a crash, a kill or Ctrl-C resumes from the latest checkpoint.
 """
 
-import cli  # first: it imports TensorFlow without the C++ start-up chatter
+import cli
+
+cli.import_tensorflow_quietly()  # before the imports below start TensorFlow, with its C++ chatter
 
 import contextlib
 import dataclasses

@@ -20,7 +20,10 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-import cli  # noqa: E402  (first: imports TensorFlow quietly)
+import cli  # noqa: E402
+
+cli.import_tensorflow_quietly()  # before the imports below start TensorFlow, with its C++ chatter
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

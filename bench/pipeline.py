@@ -25,7 +25,10 @@ import time
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-import cli  # noqa: E402  (first: imports TensorFlow quietly)
+import cli  # noqa: E402
+
+cli.import_tensorflow_quietly()  # before the imports below start TensorFlow, with its C++ chatter
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402

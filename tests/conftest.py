@@ -9,8 +9,11 @@ import threading
 
 import pytest
 
-import cli  # noqa: F401  (imports TensorFlow without the C++ start-up chatter)
-from config import Config
+import cli
+
+cli.import_tensorflow_quietly()  # before the imports below start TensorFlow, with its C++ chatter
+
+from config import Config  # noqa: E402
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORPORA_DIR = pathlib.Path(os.environ.get("CHARBOOK_CORPORA", PROJECT_ROOT.parent / "shared" / "corpora"))

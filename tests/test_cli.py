@@ -13,6 +13,7 @@ SCRIPT = """
 import errno
 import os
 import cli
+cli.import_tensorflow_quietly()
 import tensorflow as tf
 
 ERRORS = {

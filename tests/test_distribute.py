@@ -14,7 +14,9 @@ from conftest import PROJECT_ROOT
 
 # Trains the same tiny model for a few steps on one device and mirrored over two logical CPU devices.
 MIRRORED_AGAINST_ONE_DEVICE = """
-import cli, json, numpy as np, keras, tensorflow as tf
+import cli
+cli.import_tensorflow_quietly()
+import json, numpy as np, keras, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import distribute, training

@@ -247,7 +247,9 @@ def test_unwritable_export_directory_is_caught_before_training(tmp_path):
 # Writes exports of a mid-size model over and over, with steps_completed 1, 2, 3, ... until killed.
 EXPORT_FOREVER = """
 import sys
-import cli, export
+import cli
+cli.import_tensorflow_quietly()
+import export
 from config import Config
 from models.char_lstm import build_model
 from pipeline.vocab import build_vocabulary
@@ -282,7 +284,9 @@ def test_kill_9_while_exporting_leaves_a_whole_export(tmp_path):
 # rnn_units 8 + n % 3, so a load that mixed two exports' files could not hang together.
 EXPORT_DIFFERENT_MODELS = """
 import sys
-import cli, export
+import cli
+cli.import_tensorflow_quietly()
+import export
 from config import Config
 from models.char_lstm import build_model
 from pipeline.vocab import Vocabulary
@@ -334,7 +338,9 @@ def test_readers_see_one_whole_export_while_exports_replace_it(tmp_path, monkeyp
 # write failure, as on a full disk.
 EXPORT_INTO_A_FULL_DISK = """
 import resource, signal, sys
-import cli, export
+import cli
+cli.import_tensorflow_quietly()
+import export
 from config import Config
 from errors import UserError
 from models.char_lstm import build_model
