@@ -4,6 +4,8 @@ character, early stopping and checkpoints. Progress lines and TensorBoard: progr
 import collections
 import dataclasses
 import math
+import os
+import sys
 from collections.abc import Callable, Sequence
 
 import keras
@@ -234,8 +236,10 @@ def train(
             if stopped_early:
                 progress.note(f"stopping early: no better validation score in the last {cfg.patience} epoch(s) (--patience)")
                 break
-    except KeyboardInterrupt:
-        interrupted = True  # Ctrl-C: keep what was learned so far, and make it resumable
+    except (KeyboardInterrupt, BrokenPipeError) as stop:
+        if isinstance(stop, BrokenPipeError):  # the reader of the progress lines has gone (train.py | head)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that what follows still runs
+        interrupted = True  # keep what was learned so far, and make it resumable
         checkpoints.save()
     finally:
         writer.close()

@@ -226,3 +226,37 @@ def test_a_second_run_on_the_same_directories_is_refused_while_the_first_trains(
     after_the_kill = run("train.py", *flags("export", "--steps=3", "--noresume"))
     assert after_the_kill.returncode == 0, after_the_kill.stderr
     assert export.load_export(tmp_path / "export").steps_completed == 3
+
+
+def test_a_reader_of_the_progress_that_stops_is_like_ctrl_c(gutenberg_mirror, tmp_path):
+    export_dir = tmp_path / "piped"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "train.py"),
+            "--books=31469",
+            f"--gutenberg_mirror={gutenberg_mirror}",
+            f"--cache_dir={tmp_path / 'cache'}",
+            f"--export_dir={export_dir}",
+            "--seq_len=20",
+            "--batch_size=8",
+            "--embedding_dim=8",
+            "--rnn_units=16",
+            "--steps=100000",
+            "--log_every=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    for line in process.stdout:  # train.py | head: read until step 3, then go
+        if line.startswith("step 3/"):
+            break
+    process.stdout.close()
+    stderr = process.stderr.read()
+    process.wait(timeout=120)
+
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Broken pipe" not in stderr
+    assert 3 <= export.load_export(export_dir).steps_completed < 100000  # checkpointed and exported
