@@ -11,14 +11,14 @@ import os
 from collections.abc import Iterator
 
 import export
-from config import Config
+from config import Config, names_in_groups
 from errors import UserError
 from models.sampling import generate_samples, generate_text
 
 
 def sampling_settings(cfg: Config) -> dict:
     """The generate settings of `cfg` as keyword arguments of generate_samples and generate_text."""
-    names = ("length", "temperature", "top_k", "top_p", "stop_at", "allow_unknown", "seed")
+    names = (*names_in_groups("generate.sampling"), "seed")
     return {name: getattr(cfg, name) for name in names}
 
 

@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 import workdirs
-from config import Config, fields_in_groups
+from config import Config, fields_in_groups, names_in_groups
 from errors import UserError, os_error_reason
 from files import write_file_atomically
 from pipeline.vocab import Vocabulary
@@ -36,7 +36,7 @@ CHECKPOINT_FILES = re.compile(
     r"(best/)?(checkpoint(\.tmp[0-9a-f]+)?|ckpt-\d+(\.index|\.data-\d+-of-\d+|_temp(/.*)?))|best|run\.json|charbook\.json"
 )
 # Settings that say where things are, not what is trained: a resumed run may change them freely.
-SETTINGS_FREE_ON_RESUME = ("gutenberg_mirror", "cache_dir", "download_workers", "download_timeout")
+SETTINGS_FREE_ON_RESUME = names_in_groups("data.fetch")
 
 
 class TrainingCheckpoints:
@@ -219,7 +219,7 @@ def _check_same_run(directory: pathlib.Path, current: dict) -> None:
             f"{directory / RUN_FILE} is missing or damaged ({error}), so the checkpoints there cannot be checked; "
             "pass --noresume to start over or choose another --checkpoint_dir"
         ) from None
-    compared = [f.name for f in fields_in_groups("data", "model") if f.name not in SETTINGS_FREE_ON_RESUME]
+    compared = [f.name for f in fields_in_groups("data", "model", skip=SETTINGS_FREE_ON_RESUME)]
     differences = [
         f"--{name} was {_flag_value(saved_config[name])}, now {_flag_value(current['config'][name])}"
         for name in compared

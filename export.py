@@ -246,7 +246,7 @@ def _still_at(path: pathlib.Path, opened: os.stat_result) -> bool:
 
 def load_model(export: Export, *, batch_size: int | None = None, stateful: bool = False) -> keras.Model:
     """build_model for the export's config and vocabulary, with the exported weights loaded."""
-    model = build_model(export.config, export.vocabulary.size, batch_size=batch_size, stateful=stateful)
+    model = build_model(export.config.model, export.vocabulary.size, batch_size=batch_size, stateful=stateful)
     # Keras reads weights from a path only: a private copy of the bytes load_export checked, not the export's
     # file, which a new export may have replaced since.
     with tempfile.TemporaryDirectory(prefix="charbook-weights-") as scratch:

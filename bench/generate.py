@@ -43,7 +43,7 @@ VOCAB_SIZE = 100
 
 def chars_per_sec_of_ours(batch_size: int, length: int, repeats: int = 3) -> float:
     """Characters per second after the first chunk (the first call pays for compiling the loop); the best of `repeats`."""
-    model = build_model(Config(), VOCAB_SIZE)
+    model = build_model(Config().model, VOCAB_SIZE)
     seed_ids = np.random.default_rng(0).integers(1, VOCAB_SIZE, size=(batch_size, 20))
     best = 0.0
     for seed in range(repeats):
@@ -61,7 +61,7 @@ def steps_per_sec_of_products_alone(steps: int = 2000, repeats: int = 3) -> floa
     The same matrices as char_lstm.step (12.4 MB of float32 for the default model), each product
     fed by the one before so none can be skipped, and nothing else: no LSTM cell, no sampling.
     """
-    weights = step_weights(build_model(Config(), VOCAB_SIZE))
+    weights = step_weights(build_model(Config().model, VOCAB_SIZE))
     first, last = weights.outgoing
     units = weights.units[0]
 
@@ -89,7 +89,7 @@ def chars_per_sec_of_saved_model(length: int) -> float:
     """One sample through the exported signature, as TF Serving would run it (the second call: the first traces)."""
     vocabulary = build_vocabulary(["".join(chr(code) for code in range(33, 33 + VOCAB_SIZE - 1))])
     with tempfile.TemporaryDirectory() as directory:
-        save_generation_model(directory, build_model(Config(), vocabulary.size), vocabulary)
+        save_generation_model(directory, build_model(Config().model, vocabulary.size), vocabulary)
         generate = tf.saved_model.load(directory).signatures[SIGNATURE]
         inputs = dict(seed_text=tf.constant("It was "), temperature=tf.constant(0.8), seed=tf.constant(1))
         generate(length=tf.constant(10), **inputs)
@@ -100,7 +100,7 @@ def chars_per_sec_of_saved_model(length: int) -> float:
 
 def chars_per_sec_of_step_loop(length: int, repeats: int = 3) -> float:
     """The best of `repeats`, as for ours."""
-    model = build_model(Config(), VOCAB_SIZE, batch_size=1, stateful=True)
+    model = build_model(Config().model, VOCAB_SIZE, batch_size=1, stateful=True)
 
     @tf.function
     def step(ids):
@@ -124,7 +124,7 @@ def chars_per_sec_of_tutorial_one_step(length: int, repeats: int = 3) -> float:
     Characters in and out as strings (StringLookup both ways), a mask against the unknown id,
     tf.random.categorical; the stateful model keeps the state the tutorial passes by hand. The best of `repeats`.
     """
-    model = build_model(Config(), VOCAB_SIZE, batch_size=1, stateful=True)
+    model = build_model(Config().model, VOCAB_SIZE, batch_size=1, stateful=True)
     ids_from_chars = keras.layers.StringLookup(vocabulary=[chr(code) for code in range(33, 33 + VOCAB_SIZE - 1)], mask_token=None)
     chars_from_ids = keras.layers.StringLookup(vocabulary=ids_from_chars.get_vocabulary(), invert=True, mask_token=None)
     mask = -1e9 * tf.one_hot(0, VOCAB_SIZE)
@@ -150,7 +150,7 @@ def chars_per_sec_of_tutorial_one_step(length: int, repeats: int = 3) -> float:
 
 
 def chars_per_sec_of_predict(length: int) -> float:
-    model = build_model(Config(), VOCAB_SIZE, batch_size=1, stateful=True)
+    model = build_model(Config().model, VOCAB_SIZE, batch_size=1, stateful=True)
     rng = np.random.default_rng(0)
     ids = np.array([[1]], np.int32)
     model.predict(ids, verbose=0)

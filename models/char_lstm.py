@@ -5,10 +5,12 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from config import Config
+from config import ModelSettings
 
 
-def build_model(cfg: Config, vocab_size: int, *, batch_size: int | None = None, stateful: bool = False) -> keras.Model:
+def build_model(
+    settings: ModelSettings, vocab_size: int, *, batch_size: int | None = None, stateful: bool = False
+) -> keras.Model:
     """Embedding -> LSTM -> LSTM -> Dense: int ids [batch, time] -> logits [batch, time, vocab_size].
 
     Training uses the defaults (any batch size, fresh state per batch). With a fixed batch_size and
@@ -22,15 +24,15 @@ def build_model(cfg: Config, vocab_size: int, *, batch_size: int | None = None, 
     # Dropout layers hold no weights, so builds with and without them share weight files; they
     # are left out when unused to keep the generation model minimal.
     def dropout(name):
-        return [keras.layers.Dropout(cfg.dropout, name=name)] if cfg.dropout else []
+        return [keras.layers.Dropout(settings.dropout, name=name)] if settings.dropout else []
 
     return keras.Sequential(
         [
             keras.Input(batch_shape=(batch_size, None), dtype="int32"),
-            keras.layers.Embedding(vocab_size, cfg.embedding_dim, name="embedding"),
-            keras.layers.LSTM(cfg.rnn_units, return_sequences=True, stateful=stateful, name="lstm_1"),
+            keras.layers.Embedding(vocab_size, settings.embedding_dim, name="embedding"),
+            keras.layers.LSTM(settings.rnn_units, return_sequences=True, stateful=stateful, name="lstm_1"),
             *dropout("dropout_1"),
-            keras.layers.LSTM(cfg.rnn_units, return_sequences=True, stateful=stateful, name="lstm_2"),
+            keras.layers.LSTM(settings.rnn_units, return_sequences=True, stateful=stateful, name="lstm_2"),
             *dropout("dropout_2"),
             # Logits in float32 even under a mixed-precision policy: softmax and loss need the range.
             keras.layers.Dense(vocab_size, dtype="float32", name="logits"),

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-from config import Config
+from config import Config, names_in_groups
 from errors import UserError
 from pipeline import prepared, sources, text, tfds_sources, windows
 from pipeline.notes import CappedNotes
@@ -19,7 +19,7 @@ from pipeline.vocab import Vocabulary
 
 # Config fields that change the cleaned text of a corpus, hence the prepared ids: all of them go into the
 # prepared data's key (with each file's size and modification time, the vocabulary and validation_fraction).
-TEXT_SETTINGS = ("corpus", "books", "files", "tfds_split", "lowercase", "collapse_whitespace")
+TEXT_SETTINGS = names_in_groups("data.text")
 
 # Books whose windows are mixed at any time: shard files read at once, and books in a shuffled block.
 BOOKS_IN_PARALLEL = 16

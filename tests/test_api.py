@@ -14,7 +14,7 @@ CHARACTERS = "The cat sat on the mat.\n"
 def load_untrained_export(directory, **settings):
     config = Config(embedding_dim=4, rnn_units=8, temperature=1.0, **settings)
     vocabulary = build_vocabulary([CHARACTERS.lower() if config.lowercase else CHARACTERS])
-    model = build_model(config, vocabulary.size)
+    model = build_model(config.model, vocabulary.size)
     export.write_export(directory, model=model, config=config, vocabulary=vocabulary, steps_completed=0)
     return api.load(directory)
 

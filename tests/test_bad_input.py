@@ -235,7 +235,7 @@ def good_export(tmp_path_factory):
     """A small, whole export with untrained weights (generation and evaluation need no training)."""
     directory = tmp_path_factory.mktemp("good") / "export"
     config = Config(embedding_dim=4, rnn_units=8, seq_len=10, batch_size=4)
-    model = build_model(config, build_vocabulary([TEXT]).size)
+    model = build_model(config.model, build_vocabulary([TEXT]).size)
     export.write_export(directory, model=model, config=config, vocabulary=build_vocabulary([TEXT]), steps_completed=0)
     return directory
 

@@ -8,7 +8,7 @@ VOCAB_SIZE = 11
 
 
 def test_training_model_gives_logits_for_every_position():
-    model = build_model(CONFIG, VOCAB_SIZE)
+    model = build_model(CONFIG.model, VOCAB_SIZE)
     logits = model(np.zeros([4, 7], np.int32))
     assert logits.shape == (4, 7, VOCAB_SIZE)
     assert model.count_params() == (
@@ -20,8 +20,8 @@ def test_training_model_gives_logits_for_every_position():
 
 
 def test_stateful_model_continues_where_the_last_call_stopped():
-    trained = build_model(CONFIG, VOCAB_SIZE)
-    stateful = build_model(CONFIG, VOCAB_SIZE, batch_size=1, stateful=True)
+    trained = build_model(CONFIG.model, VOCAB_SIZE)
+    stateful = build_model(CONFIG.model, VOCAB_SIZE, batch_size=1, stateful=True)
     stateful.set_weights(trained.get_weights())
     prefix = np.array([[3, 1, 4, 1, 5, 9, 2, 6]], np.int32)
 
@@ -34,7 +34,7 @@ def test_stateful_model_continues_where_the_last_call_stopped():
 
 
 def test_reset_states_starts_a_new_text():
-    stateful = build_model(CONFIG, VOCAB_SIZE, batch_size=1, stateful=True)
+    stateful = build_model(CONFIG.model, VOCAB_SIZE, batch_size=1, stateful=True)
     first = stateful(np.array([[2]], np.int32)).numpy()
     carried_on = stateful(np.array([[2]], np.int32)).numpy()
     reset_states(stateful)
@@ -44,7 +44,7 @@ def test_reset_states_starts_a_new_text():
 
 
 def test_one_step_at_a_time_gives_the_models_own_logits():
-    model = build_model(CONFIG, VOCAB_SIZE)
+    model = build_model(CONFIG.model, VOCAB_SIZE)
     rng = np.random.default_rng(0)
     model.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in model.get_weights()])  # biases too
     prefix = np.array([[3, 1, 4, 1, 5, 9, 2, 6], [2, 7, 1, 8, 2, 8, 1, 8]], np.int32)

@@ -20,7 +20,7 @@ VOCABULARY = Vocabulary("abcdefgh")
 
 
 def open_checkpoints(cfg, directory, vocab_size=VOCABULARY.size):
-    model = build_model(cfg, vocab_size)
+    model = build_model(cfg.model, vocab_size)
     optimizer = keras.optimizers.Adam(0.01)
     optimizer.build(model.trainable_variables)
     return model, TrainingCheckpoints(str(directory), model=model, optimizer=optimizer, keep=2)

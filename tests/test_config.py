@@ -1,6 +1,8 @@
+import dataclasses
+
 import pytest
 
-from config import Config
+from config import Config, ModelSettings, OneOf, Range, names_in_groups
 from errors import UserError
 
 
@@ -58,3 +60,29 @@ def test_web_and_local_mirrors_are_accepted(mirror):
 
 def test_any_tensorflow_datasets_name_is_a_corpus():
     assert Config(corpus="tfds:pg19").corpus == "tfds:pg19"
+
+
+def test_every_number_setting_says_its_valid_range_where_it_is_defined():
+    numbers = [f.name for f in dataclasses.fields(Config) if f.type in (int, float)]
+    assert [name for name in numbers if not isinstance(_field(name).metadata["valid"], Range)] == []
+    assert _field("learning_rate").metadata["valid"].problem("learning_rate", 2.0) == (
+        "--learning_rate=2.0 must be above 0 and at most 1 (the default is 0.001)"
+    )
+    assert _field("lr_decay").metadata["valid"] == OneOf(("cosine", "linear", "constant"))
+
+
+def test_lists_of_settings_come_from_their_groups():
+    assert names_in_groups("data.fetch") == ("gutenberg_mirror", "cache_dir", "download_workers", "download_timeout", "tfds_data_dir")
+    assert names_in_groups("data.text") == ("corpus", "books", "files", "tfds_split", "lowercase", "collapse_whitespace")
+    assert names_in_groups("generate.sampling") == ("length", "temperature", "top_k", "top_p", "stop_at", "allow_unknown")
+    assert set(names_in_groups("data")) > set(names_in_groups("data.fetch")) | {"seq_len", "batch_size"}
+
+
+def test_the_model_settings_are_the_model_group_alone():
+    assert Config(embedding_dim=4, rnn_units=8, dropout=0.5, batch_size=3).model == ModelSettings(
+        embedding_dim=4, rnn_units=8, dropout=0.5
+    )
+
+
+def _field(name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(Config) if f.name == name)

@@ -16,7 +16,7 @@ from pipeline.vocab import build_vocabulary
 def test_bits_per_character_of_a_held_out_book(gutenberg_mirror, tmp_path):
     vocabulary = build_vocabulary(["abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?'\"-\n"])
     config = Config(embedding_dim=4, rnn_units=8, seq_len=50)
-    model = build_model(config, vocabulary.size)
+    model = build_model(config.model, vocabulary.size)
     export.write_export(tmp_path / "export", model=model, config=config, vocabulary=vocabulary, steps_completed=0)
 
     result = subprocess.run(

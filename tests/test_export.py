@@ -23,7 +23,7 @@ VOCABULARY = build_vocabulary(["the quick brown fox\n"])
 
 
 def write(directory, *, steps=7, config=CONFIG):
-    model = build_model(config, VOCABULARY.size)
+    model = build_model(config.model, VOCABULARY.size)
     export.write_export(directory, model=model, config=config, vocabulary=VOCABULARY, steps_completed=steps)
     return model
 
@@ -255,7 +255,7 @@ from models.char_lstm import build_model
 from pipeline.vocab import build_vocabulary
 config = Config(embedding_dim=64, rnn_units=256)
 vocabulary = build_vocabulary(["the quick brown fox\\n"])
-model = build_model(config, vocabulary.size)
+model = build_model(config.model, vocabulary.size)
 for steps in range(1, 10_000):
     export.write_export(sys.argv[1], model=model, config=config, vocabulary=vocabulary, steps_completed=steps)
     print(steps, flush=True)
@@ -293,7 +293,7 @@ from pipeline.vocab import Vocabulary
 for steps in range(1, 10_000):
     config = Config(embedding_dim=4, rnn_units=8 + steps % 3, seed=steps)
     vocabulary = Vocabulary("abcdefghijklm"[: 8 + steps % 5])
-    model = build_model(config, vocabulary.size)
+    model = build_model(config.model, vocabulary.size)
     export.write_export(sys.argv[1], model=model, config=config, vocabulary=vocabulary, steps_completed=steps)
     print(steps, flush=True)
 """
@@ -347,11 +347,11 @@ from models.char_lstm import build_model
 from pipeline.vocab import build_vocabulary
 config = Config(embedding_dim=64, rnn_units=256)
 vocabulary = build_vocabulary(["the quick brown fox\\n"])
-export.write_export(sys.argv[1], model=build_model(config, vocabulary.size), config=config, vocabulary=vocabulary, steps_completed=1)
+export.write_export(sys.argv[1], model=build_model(config.model, vocabulary.size), config=config, vocabulary=vocabulary, steps_completed=1)
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so that a write past the limit fails instead of killing
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 try:
-    export.write_export(sys.argv[1], model=build_model(config, vocabulary.size), config=config, vocabulary=vocabulary, steps_completed=2)
+    export.write_export(sys.argv[1], model=build_model(config.model, vocabulary.size), config=config, vocabulary=vocabulary, steps_completed=2)
 except UserError as error:
     print(error)
 """
@@ -373,7 +373,7 @@ def test_a_failed_write_keeps_the_previous_export_and_says_so(tmp_path):
 
 
 def test_a_full_disk_is_named(tmp_path, monkeypatch):
-    model = build_model(CONFIG, VOCABULARY.size)
+    model = build_model(CONFIG.model, VOCABULARY.size)
 
     def save_weights_on_a_full_disk(path):
         open(path, "wb").write(b"half a file")

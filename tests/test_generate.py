@@ -16,7 +16,7 @@ from pipeline.vocab import build_vocabulary
 def write_untrained_export(directory, **settings):
     config = Config(embedding_dim=4, rnn_units=8, **settings)
     vocabulary = build_vocabulary(["the cat sat on the mat.\n" if config.lowercase else "The cat sat on the mat.\n"])
-    model = build_model(config, vocabulary.size)
+    model = build_model(config.model, vocabulary.size)
     export.write_export(directory, model=model, config=config, vocabulary=vocabulary, steps_completed=0)
     return directory
 

@@ -68,7 +68,7 @@ def test_top_k_above_the_vocabulary_keeps_every_id():
     ids = make_next_id_fn(temperature=1.0, top_k=500)(logits, tf.constant([10, 0])).numpy()
     assert ids.tolist() == make_next_id_fn(temperature=1.0)(logits, tf.constant([10, 0])).numpy().tolist()
 
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
+    model = build_model(Config(embedding_dim=4, rnn_units=8).model, VOCABULARY.size)
 
     def text(top_k):
         return "".join(generate_text(model, VOCABULARY, seed_text="he", length=40, temperature=1.0, seed=4, top_k=top_k))
@@ -88,7 +88,7 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
 def test_generation_equals_rerunning_the_whole_prefix_every_step():
     """The compiled loop with carried state is exactly the slow, obvious definition of greedy decoding."""
     config = Config(embedding_dim=4, rnn_units=8)
-    training_model = build_model(config, VOCABULARY.size)
+    training_model = build_model(config.model, VOCABULARY.size)
 
     text = "he"
     for _ in range(30):
@@ -101,7 +101,7 @@ def test_generation_equals_rerunning_the_whole_prefix_every_step():
 
 
 def test_same_seed_gives_the_same_text_from_a_real_model():
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
+    model = build_model(Config(embedding_dim=4, rnn_units=8).model, VOCABULARY.size)
 
     def text(seed):
         return "".join(generate_text(model, VOCABULARY, seed_text="hello", length=40, temperature=1.0, seed=seed))
@@ -114,12 +114,12 @@ def test_same_seed_gives_the_same_text_from_a_real_model():
 def test_models_of_several_sizes_generate_in_one_process():
     """A notebook may load several exports: the compiled functions trace again for each model size."""
     for units, seed_text in ((8, "he"), (12, "hello"), (16, "h"), (8, "hello w")):
-        model = build_model(Config(embedding_dim=4, rnn_units=units), VOCABULARY.size)
+        model = build_model(Config(embedding_dim=4, rnn_units=units).model, VOCABULARY.size)
         assert len("".join(generate_text(model, VOCABULARY, seed_text=seed_text, length=40, temperature=1.0, seed=1))) == 40
 
 
 def test_seed_text_with_unknown_characters_names_them():
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
+    model = build_model(Config(embedding_dim=4, rnn_units=8).model, VOCABULARY.size)
     with pytest.raises(UserError, match="never saw in training: 'x', 'Z'"):
         generate_text(model, VOCABULARY, seed_text="hex Zed", length=5, temperature=1.0, seed=0)
 
@@ -130,7 +130,7 @@ def test_each_sample_ends_just_after_its_first_stop_string():
 
 
 def test_samples_generated_together_differ_and_repeat_with_the_seed():
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
+    model = build_model(Config(embedding_dim=4, rnn_units=8).model, VOCABULARY.size)
 
     def samples(seed):
         texts = ["", "", ""]
@@ -147,6 +147,6 @@ def test_samples_generated_together_differ_and_repeat_with_the_seed():
 
 
 def test_unknown_seed_characters_can_be_read_as_unknown():
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
+    model = build_model(Config(embedding_dim=4, rnn_units=8).model, VOCABULARY.size)
     text = "".join(generate_text(model, VOCABULARY, seed_text="hex", length=10, temperature=1.0, seed=0, allow_unknown=True))
     assert len(text) == 10 and "x" not in text

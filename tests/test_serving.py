@@ -37,7 +37,7 @@ print(json.dumps(texts))
 def exported(tmp_path_factory):
     directory = tmp_path_factory.mktemp("serving") / "export"
     config = Config(embedding_dim=4, rnn_units=8)
-    model = build_model(config, VOCABULARY.size)
+    model = build_model(config.model, VOCABULARY.size)
     export.write_export(directory, model=model, config=config, vocabulary=VOCABULARY, steps_completed=0)
     return directory, model
 
@@ -89,6 +89,6 @@ def test_saved_model_samples_the_same_text_as_charbook(exported, tmp_path):
 def test_a_saved_model_that_cannot_be_written_is_an_os_error(tmp_path):
     """cli.run turns OSErrors into one line on stderr; TensorFlow's own file errors would be a traceback."""
     (tmp_path / "file").write_text("not a directory")
-    model = build_model(Config(embedding_dim=4, rnn_units=8), VOCABULARY.size)
+    model = build_model(Config(embedding_dim=4, rnn_units=8).model, VOCABULARY.size)
     with pytest.raises(OSError, match="cannot write the SavedModel to .*file/saved_model"):
         save_generation_model(tmp_path / "file" / "saved_model", model, VOCABULARY)
