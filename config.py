@@ -184,8 +184,7 @@ class Config:
         "Total training steps (batches); when set, overrides --epochs and the text repeats as needed.",
         valid=Range(0, 1_000_000_000),
     )
-    # Measured (training.py, DIVERGENCE_FACTOR): 0.001 to 0.03 trains; at 1 Adam drove the loss of models of 64
-    # units or more to 22-58 times a uniform guess's, and at 3 and 10 even that of a model of 16 units to 5-17 times.
+    # Above 1 Adam drives the loss of even small models far above a uniform guess's (bench/README.md).
     learning_rate: float = _setting(
         1e-3,
         "train",
@@ -205,8 +204,8 @@ class Config:
     final_lr_fraction: float = _setting(
         0.1, "train", "The learning rate at the last step, as a fraction of --learning_rate.", valid=Range(0, 1)
     )
-    # Gradient norms measured at most 1.4 in healthy training and 15,000 at --learning_rate=10, so a bound above a
-    # million clips nothing (0 says that); inf would make Keras's clipping return NaN gradients (measured).
+    # Healthy gradient norms are far below a million, so a larger bound clips nothing (0 says that); inf makes
+    # Keras's clipping return NaN gradients (bench/README.md).
     clipnorm: float = _setting(
         5.0,
         "train",
@@ -245,8 +244,8 @@ class Config:
     mixed_precision: bool = _setting(
         False,
         "train",
-        "Compute in float16 on GPUs (bfloat16 on TPUs) with float32 weights, logits and loss: about twice as fast on "
-        "recent accelerators; no gain on CPUs.",
+        "Compute in float16 on GPUs (bfloat16 on TPUs) with float32 weights, logits and loss: faster on recent GPUs "
+        "and TPUs; no gain on CPUs.",
     )
     log_every: int = _setting(
         100, "train", "Print a progress line and write TensorBoard scalars every this many steps.", valid=Range(1, 1_000_000_000)

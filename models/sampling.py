@@ -13,8 +13,8 @@ from pipeline.vocab import OOV_ID, Vocabulary
 
 # Characters sampled per compiled call, per sample; each call's characters are streamed out
 # together. The first chunk is short so text appears at once; chunks then double, because every call
-# costs about as much as 3 or 4 characters of one sample (measured: passing the arguments in, and a
-# slower first step), up to MAX_CHUNK_CHARS characters of all samples together (about 0.3 s).
+# has a fixed cost of a few characters (passing the arguments in, a slower first step: bench/README.md),
+# up to MAX_CHUNK_CHARS characters of all samples together.
 FIRST_CHUNK_SIZE = 32
 MAX_CHUNK_CHARS = 1024
 

@@ -18,7 +18,7 @@ _SNIFF_BYTES = 65536
 # Control characters that have no place in text (tab, line feed, vertical tab, form feed, carriage return,
 # Ctrl-Z, once an end-of-file mark, and escape, used for terminal colours, are left out).
 _BINARY_CONTROL_BYTES = bytes(set(range(32)) - {9, 10, 11, 12, 13, 26, 27}) + b"\x7f"
-_MAX_CONTROL_SHARE = 0.01  # random bytes (zip, jpeg) are about 11% control characters; text is about 0%
+_MAX_CONTROL_SHARE = 0.01  # random bytes (zip, jpeg) hold many control characters, text almost none (bench/README.md)
 # Headers naming these are not needed (the bytes tell them apart better) and often wrong (ISO-8859-1 for Windows-1252).
 _LATIN1_FAMILY = {"ascii", "latin-1", "iso8859-1", "cp1252"}
 # "Character set encoding: ISO-8859-1" in the header of older Gutenberg files.
@@ -35,8 +35,8 @@ _MARKER = re.compile(
 _END_LINE = re.compile(r"^End of (the )?Project Gutenberg.*\Z", re.IGNORECASE | re.MULTILINE | re.DOTALL)
 _END_LINE_WITHIN = 1000  # characters from the end of a book; earlier such lines are the book's own words
 
-# Removing more of a file than this share is reported to the user (CleanedBook.removal_note): one book's
-# header and licence are 2-4% of a novel (Moby-Dick, Frankenstein), a larger share of a short story.
+# Removing more of a file than this share is reported to the user (CleanedBook.removal_note): a novel's
+# header and licence are a small share of it, a short story's a larger one (bench/README.md).
 MAX_QUIET_REMOVAL = 0.10
 
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
