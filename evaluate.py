@@ -11,21 +11,13 @@ import cli
 
 cli.import_tensorflow_quietly()  # before the imports below start TensorFlow, with its C++ chatter
 
+import evaluation
 import export
-import training
+from config import names_in_groups
 from errors import UserError
-from pipeline.datasets import make_evaluation_books
 
 # Settings of training batches and of the vocabulary mean nothing here: whole books are scored, in order.
-SKIPPED = (
-    "validation_fraction",
-    "shuffle_buffer",
-    "window_stride",
-    "max_vocab",
-    "min_char_count",
-    "deterministic",
-    "data_service_address",
-)
+SKIPPED = names_in_groups("data.training")
 cli.define_config_flags("run", "data", skip=SKIPPED)
 
 
@@ -34,19 +26,19 @@ def main(argv):
         raise UserError(f"unexpected arguments {' '.join(argv[1:])!r}; settings are flags such as --books=84")
     exported = export.load_export(cli.FLAGS.export_dir)
     cfg = cli.config_from_flags("run", "data", skip=SKIPPED, base=exported.config)
-    evaluate = training.make_evaluate(export.load_model(exported))
-    total_bits, total_chars = 0.0, 0
-    for book in make_evaluation_books(cfg, vocabulary=exported.vocabulary):
-        bits_per_char, num_chars = evaluate(book.batches)
-        total_bits += bits_per_char * num_chars
-        total_chars += num_chars
+    scores = []
+    for score in evaluation.evaluate_books(cfg, exported):  # each book's line as soon as it is scored
+        scores.append(score)
         unknown = ""
-        if book.unknown_chars:
-            listed = ", ".join(repr(c) for c, _ in book.unknown_chars.most_common(5))
-            unknown = f"  ({sum(book.unknown_chars.values()):,} characters unknown to the model: {listed})"
-        print(f"{book.name}: {bits_per_char:.3f} bits/char over {num_chars:,} characters{unknown}")
-    bits_per_char = total_bits / total_chars
-    print(f"all: {bits_per_char:.3f} bits/char, perplexity {2 ** bits_per_char:.2f} per character, {total_chars:,} characters")
+        if score.unknown_chars:
+            listed = ", ".join(repr(c) for c, _ in score.unknown_chars.most_common(5))
+            unknown = f"  ({sum(score.unknown_chars.values()):,} characters unknown to the model: {listed})"
+        print(f"{score.name}: {score.bits_per_char:.3f} bits/char over {score.num_chars:,} characters{unknown}")
+    total = evaluation.combine_scores(scores)
+    print(
+        f"all: {total.bits_per_char:.3f} bits/char, perplexity {2 ** total.bits_per_char:.2f} per character, "
+        f"{total.num_chars:,} characters"
+    )
 
 
 if __name__ == "__main__":

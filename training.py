@@ -1,10 +1,13 @@
-"""The training loop: compiled (and distributed) steps, a learning-rate schedule, validation in bits per
-character, early stopping and checkpoints. Progress lines and TensorBoard: progress.py."""
+"""Training: run(cfg), all that train.py does (data, model, resume, train, export), and the training loop it calls:
+compiled (and distributed) steps, validation, early stopping, checkpoints, a diverging run stopped. Progress lines and
+TensorBoard: progress.py; the optimizer: optimization.py; scoring in bits per character: evaluation.py."""
 
 import collections
+import contextlib
 import dataclasses
 import math
 import os
+import pathlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -12,10 +15,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import checkpoints as checkpoints_lib
+import distribute
+import export
+import workdirs
 from checkpoints import TrainingCheckpoints
 from config import Config
 from errors import UserError
-from pipeline.datasets import Datasets
+from evaluation import make_evaluate
+from models.char_lstm import build_model
+from models.sampling import generate_text
+from optimization import make_optimizer
+from pipeline.datasets import Datasets, make_datasets
+from pipeline.vocab import Vocabulary
 from progress import LN2, ProgressReport
 
 # A fresh model guesses every id alike, which costs ln(vocab_size) nats per character; training goes down from there.
@@ -39,127 +51,31 @@ class TrainResult:
     chars_per_sec: float
     interrupted: bool  # stopped early by Ctrl-C
     stopped_early: bool  # --patience ran out
+    export_dir: pathlib.Path | None = None  # where run() wrote the export; None from train(), and on non-chief workers
 
 
-class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Rises linearly from 0 over `warmup_steps`, then decays (cosine or linear) to `final_fraction` of the peak."""
+def run(cfg: Config) -> TrainResult:
+    """All that train.py does with the Config of its flags: data, model, resume from checkpoints, train, export.
 
-    def __init__(self, peak: float, *, warmup_steps: int, total_steps: int, decay: str, final_fraction: float):
-        self.peak, self.warmup_steps, self.total_steps = peak, warmup_steps, total_steps
-        self.decay, self.final_fraction = decay, final_fraction
+        result = training.run(Config(books=(11,), steps=500, export_dir="exports/alice"))
+        print(api.load(result.export_dir).generate("Alice ", length=200))
 
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warmup = tf.cast(self.warmup_steps, tf.float32)
-        progress = tf.clip_by_value((step - warmup) / max(self.total_steps - self.warmup_steps, 1), 0.0, 1.0)
-        if self.decay == "cosine":
-            factor = self.final_fraction + (1 - self.final_fraction) * 0.5 * (1 + tf.cos(math.pi * progress))
-        elif self.decay == "linear":
-            factor = 1 - (1 - self.final_fraction) * progress
-        else:
-            factor = tf.constant(1.0)
-        warming = self.peak * (step + 1) / tf.maximum(warmup, 1.0)
-        return tf.where(step < warmup, warming, self.peak * factor)
-
-    def get_config(self):
-        return dict(
-            peak=self.peak,
-            warmup_steps=self.warmup_steps,
-            total_steps=self.total_steps,
-            decay=self.decay,
-            final_fraction=self.final_fraction,
-        )
-
-
-def make_optimizer(
-    cfg: Config, model: keras.Model, *, total_steps: int, num_replicas: int = 1
-) -> keras.optimizers.Optimizer:
-    """Adam for `model` on the --lr_decay schedule with --clipnorm, loss-scaled when the model computes in float16.
-
-    Call it in the strategy's scope: its variables are made here, beside the model's, not later
-    inside a compiled step (where a distributed strategy cannot create them).
-
-    Keras clips each replica's share of the gradient before adding them up, so with n replicas each
-    share is clipped to clipnorm / n: the sum then stays within clipnorm, as on one device.
+    It prints what train.py prints. Checkpoints and logs go beside the export unless `cfg` names them
+    (<export_dir>.checkpoints, <export_dir>.logs), and each directory is locked while this run writes it.
+    Ctrl-C (or the reader of the progress lines going away) stops training with a checkpoint, and an
+    export if any step was trained, then raises KeyboardInterrupt again; rerunning resumes.
     """
-    schedule = WarmupThenDecay(
-        cfg.learning_rate,
-        warmup_steps=cfg.warmup_steps,
-        total_steps=total_steps,
-        decay=cfg.lr_decay,
-        final_fraction=cfg.final_lr_fraction,
-    )
-    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=cfg.clipnorm / num_replicas if cfg.clipnorm else None)
-    if keras.mixed_precision.global_policy().compute_dtype == "float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients would underflow otherwise
-    optimizer.build(model.trainable_variables)
-    return optimizer
-
-
-def make_train_step(
-    model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy, *, global_batch_size: int
-):
-    """A compiled function: an iterator of (inputs, targets) batches -> mean cross-entropy in nats of one step.
-
-    Each replica sums its share of the loss over the global batch's characters, so the replicas'
-    gradients add up to the gradient of the global batch's mean loss.
-    """
-
-    def replica_step(inputs, targets):
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(inputs, training=True), tf.float32)  # [batch, seq_len, vocab]
-            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-            loss = tf.reduce_sum(losses) / tf.cast(global_batch_size * tf.shape(targets)[1], tf.float32)
-            scaled_loss = optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled_loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss
-
-    @tf.function
-    def train_step(iterator):
-        per_replica_loss = strategy.run(replica_step, args=next(iterator))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
-
-    return train_step
-
-
-def has_diverged(recent_losses: Sequence[float], *, vocab_size: int) -> bool:
-    """True when the last DIVERGENCE_WINDOW losses (nats per character) average over DIVERGENCE_FACTOR times the loss of
-    a uniform guess over `vocab_size` ids, ln(vocab_size). Fewer losses than that decide nothing.
-
-        has_diverged([4.2] * 19 + [90.0], vocab_size=66)  # False: one spike (the mean 8.5 is below 3 x 4.19)
-        has_diverged([4.2] + [14.0] * 19, vocab_size=66)  # True: the mean 13.5 is above 12.57
-    """
-    window = list(recent_losses)[-DIVERGENCE_WINDOW:]
-    return len(window) == DIVERGENCE_WINDOW and sum(window) / DIVERGENCE_WINDOW > DIVERGENCE_FACTOR * math.log(vocab_size)
-
-
-def make_evaluate(model: keras.Model, strategy: tf.distribute.Strategy | None = None):
-    """A function: batches of (inputs, targets) -> (bits per character, number of characters scored)."""
-    strategy = strategy or tf.distribute.get_strategy()
-
-    def replica_sums(inputs, targets):
-        logits = tf.cast(model(inputs, training=False), tf.float32)
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)  # [batch, seq_len]
-        return tf.reduce_sum(losses), tf.size(targets)
-
-    @tf.function
-    def summed_loss(batch):
-        nats, chars = strategy.run(replica_sums, args=batch)
-        return (
-            strategy.reduce(tf.distribute.ReduceOp.SUM, nats, axis=None),
-            strategy.reduce(tf.distribute.ReduceOp.SUM, chars, axis=None),
-        )
-
-    def evaluate(batches: tf.data.Dataset) -> tuple[float, int]:
-        total_nats, total_chars = 0.0, 0
-        for batch in strategy.experimental_distribute_dataset(batches):
-            nats, chars = summed_loss(batch)
-            total_nats += float(nats)
-            total_chars += int(chars)
-        return total_nats / max(total_chars, 1) / LN2, total_chars
-
-    return evaluate
+    cfg = _with_default_paths(cfg)
+    _check_directories_apart(cfg)
+    strategy = distribute.make_strategy(cfg.strategy)
+    is_chief = distribute.is_chief(strategy)
+    with contextlib.ExitStack() as held:
+        if is_chief:  # the one writer of the export and the checkpoints; the other workers only read
+            held.enter_context(workdirs.exclusive_use(cfg.export_dir, flag="--export_dir"))
+            held.enter_context(workdirs.exclusive_use(cfg.checkpoint_dir, flag="--checkpoint_dir"))
+        export.check_can_write(cfg.export_dir)
+        checkpoints_lib.check_can_use(cfg.checkpoint_dir)
+        return _train_and_export(cfg, strategy, is_chief=is_chief)
 
 
 def train(
@@ -254,6 +170,142 @@ def train(
         interrupted=interrupted,
         stopped_early=stopped_early,
     )
+
+
+def make_train_step(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy, *, global_batch_size: int
+):
+    """A compiled function: an iterator of (inputs, targets) batches -> mean cross-entropy in nats of one step.
+
+    Each replica sums its share of the loss over the global batch's characters, so the replicas'
+    gradients add up to the gradient of the global batch's mean loss.
+    """
+
+    def replica_step(inputs, targets):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(inputs, training=True), tf.float32)  # [batch, seq_len, vocab]
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+            loss = tf.reduce_sum(losses) / tf.cast(global_batch_size * tf.shape(targets)[1], tf.float32)
+            scaled_loss = optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def train_step(iterator):
+        per_replica_loss = strategy.run(replica_step, args=next(iterator))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
+
+    return train_step
+
+
+def has_diverged(recent_losses: Sequence[float], *, vocab_size: int) -> bool:
+    """True when the last DIVERGENCE_WINDOW losses (nats per character) average over DIVERGENCE_FACTOR times the loss of
+    a uniform guess over `vocab_size` ids, ln(vocab_size). Fewer losses than that decide nothing.
+
+        has_diverged([4.2] * 19 + [90.0], vocab_size=66)  # False: one spike (the mean 8.5 is below 3 x 4.19)
+        has_diverged([4.2] + [14.0] * 19, vocab_size=66)  # True: the mean 13.5 is above 12.57
+    """
+    window = list(recent_losses)[-DIVERGENCE_WINDOW:]
+    return len(window) == DIVERGENCE_WINDOW and sum(window) / DIVERGENCE_WINDOW > DIVERGENCE_FACTOR * math.log(vocab_size)
+
+
+def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief: bool) -> TrainResult:
+    precision = distribute.set_precision(cfg.mixed_precision, strategy)
+    keras.utils.set_random_seed(cfg.seed)  # first: tf.data's seeded shuffles depend on TensorFlow's global seed too
+    data = make_datasets(cfg, num_workers=distribute.num_workers(strategy))
+    print(
+        f"corpus: {data.num_books} book(s), {data.train_chars:,} training and {data.validation_chars:,} validation "
+        f"characters, {data.vocabulary.size} ids in the vocabulary; prepared data in {data.prepared_dir}"
+    )
+    total_steps = cfg.steps or cfg.epochs * data.steps_per_epoch
+    print(
+        f"training {total_steps:,} steps of {cfg.batch_size} x {cfg.seq_len} characters "
+        f"({total_steps / data.steps_per_epoch:.2f} epochs of {data.steps_per_epoch:,} steps) "
+        f"on {distribute.describe(strategy)}, {precision}"
+    )
+    with strategy.scope():
+        model = build_model(cfg.model, data.vocabulary.size)
+        optimizer = make_optimizer(cfg, model, total_steps=total_steps, num_replicas=strategy.num_replicas_in_sync)
+        checkpoints = TrainingCheckpoints(
+            cfg.checkpoint_dir, model=model, optimizer=optimizer, keep=cfg.keep_checkpoints, is_chief=is_chief
+        )
+    first_step = checkpoints.restore_or_start(cfg, data.vocabulary)
+    if first_step > total_steps:
+        raise UserError(
+            f"the checkpoints in {cfg.checkpoint_dir} are at step {first_step:,}, past the {total_steps:,} steps asked for; "
+            f"ask for more (--steps={first_step + 1000}), or pass --noresume to start over"
+        )
+    if first_step == total_steps:
+        print(
+            f"training is already complete: the checkpoints in {cfg.checkpoint_dir} are at step {first_step:,} of "
+            f"{total_steps:,}; exporting them again (to train on, ask for more --steps)"
+        )
+    elif first_step:
+        print(f"resuming from the checkpoint of step {first_step:,} in {cfg.checkpoint_dir}")
+    result = train(
+        cfg,
+        model=model,
+        optimizer=optimizer,
+        data=data,
+        strategy=strategy,
+        checkpoints=checkpoints,
+        total_steps=total_steps,
+        write_logs=is_chief,
+        sample_text=_make_sampler(cfg, model, data.vocabulary) if cfg.sample_length else None,
+    )
+    if result.steps_completed == first_step and result.interrupted:
+        raise KeyboardInterrupt
+    summary = f"{result.steps_completed:,} steps"
+    if result.steps_completed > first_step:  # no steps trained by this run: no training loss to speak of
+        summary += f", train {result.train_bits_per_char:.3f} bits/char"
+    if result.best_step is not None:
+        summary += f", best validation {result.validation_bits_per_char:.3f} bits/char (step {result.best_step:,})"
+    print(f"{'interrupted' if result.interrupted else 'done'}: {summary}")
+    if is_chief:  # in multi-worker training every worker holds the same weights; one copy is enough
+        directory = export.write_export(
+            cfg.export_dir, model=model, config=cfg, vocabulary=data.vocabulary, steps_completed=result.steps_completed
+        )
+        print(f"exported to {directory}; generate with: python generate.py --export_dir={directory}")
+        result = dataclasses.replace(result, export_dir=directory)
+    if result.interrupted:
+        print(f"rerun the same command to continue from step {result.steps_completed:,}")
+        raise KeyboardInterrupt
+    return result
+
+
+def _with_default_paths(cfg: Config) -> Config:
+    """Logs and checkpoints live beside the export unless the flags say otherwise."""
+    return dataclasses.replace(
+        cfg,
+        logdir=cfg.logdir or f"{cfg.export_dir}.logs",
+        checkpoint_dir=cfg.checkpoint_dir or f"{cfg.export_dir}.checkpoints",
+    )
+
+
+def _check_directories_apart(cfg: Config) -> None:
+    """Checkpoints or logs inside the export directory would be deleted with it when the export is swapped in."""
+    for flag, path, default in [
+        ("--checkpoint_dir", cfg.checkpoint_dir, f"{cfg.export_dir}.checkpoints"),
+        ("--logdir", cfg.logdir, f"{cfg.export_dir}.logs"),
+    ]:
+        if workdirs.is_inside(path, cfg.export_dir):
+            raise UserError(
+                f"{flag}={path} is inside --export_dir={cfg.export_dir}, which each export replaces whole; "
+                f"choose a {flag} outside it, or leave it out for the default beside it, {default}"
+            )
+
+
+def _make_sampler(cfg: Config, model: keras.Model, vocabulary: Vocabulary) -> Callable[[], str]:
+    """A function that returns --sample_length characters written by the model's current weights."""
+    # A new line is the most neutral prompt; any corpus without one starts from its first character.
+    seed_text = "\n" if not vocabulary.unknown_chars("\n") else vocabulary.chars[0]
+
+    def sample_text() -> str:
+        texts = generate_text(model, vocabulary, seed_text=seed_text, length=cfg.sample_length, temperature=0.8, seed=cfg.seed)
+        return "".join(texts)
+
+    return sample_text
 
 
 def _divergence_error(cfg: Config, step: int, what: str, *, saved_step: int) -> UserError:

@@ -19,7 +19,7 @@ cli.import_tensorflow_quietly()
 import json, numpy as np, keras, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import distribute, training
+import distribute, optimization, training
 from config import Config
 from models.char_lstm import build_model
 from pipeline.windows import split_input_target
@@ -31,8 +31,8 @@ batches = tf.data.Dataset.from_tensor_slices(windows).map(split_input_target).ba
 def losses(strategy):
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        model = build_model(cfg, 20)
-        optimizer = training.make_optimizer(cfg, model, total_steps=12, num_replicas=strategy.num_replicas_in_sync)
+        model = build_model(cfg.model, 20)
+        optimizer = optimization.make_optimizer(cfg, model, total_steps=12, num_replicas=strategy.num_replicas_in_sync)
     step = training.make_train_step(model, optimizer, strategy, global_batch_size=cfg.batch_size)
     iterator = iter(strategy.experimental_distribute_dataset(batches))
     return [float(step(iterator)) for _ in range(12)]

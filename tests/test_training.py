@@ -1,13 +1,17 @@
-"""The training loop's parts: the learning-rate schedule, early stopping on validation, the best weights kept, a
-diverging run stopped with its last good checkpoint kept."""
+"""Training: run(cfg) as train.py calls it, and the loop's parts: early stopping on validation, the best weights kept,
+a diverging run stopped with its last good checkpoint kept."""
 
 import dataclasses
+import math
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import api
+import export
+import optimization
 import training
 from checkpoints import TrainingCheckpoints
 from distribute import make_strategy, set_precision
@@ -16,19 +20,34 @@ from models.char_lstm import build_model
 from pipeline.datasets import make_datasets
 
 
-@pytest.mark.parametrize(
-    "decay, expected",
-    [
-        # warm-up over 4 steps to the peak 1.0, then down to 0.1 at step 14
-        ("constant", [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0]),
-        ("linear", [0.25, 0.5, 0.75, 1.0, 0.91, 0.55, 0.1]),
-        ("cosine", [0.25, 0.5, 0.75, 1.0, 0.978, 0.55, 0.1]),
-    ],
-)
-def test_learning_rate_warms_up_then_decays(decay, expected):
-    schedule = training.WarmupThenDecay(1.0, warmup_steps=4, total_steps=14, decay=decay, final_fraction=0.1)
-    steps = [0, 1, 2, 3, 5, 9, 14]
-    np.testing.assert_allclose([float(schedule(step)) for step in steps], expected, atol=0.005)
+def test_run_trains_exports_and_resumes_as_train_py_does(tiny_config, tmp_path, capsys):
+    cfg = dataclasses.replace(tiny_config, steps=40, learning_rate=0.01, log_every=20, sample_length=0)
+    export_dir = tmp_path / "export"
+
+    result = training.run(cfg)
+
+    assert result.steps_completed == 40 and not result.interrupted and not result.stopped_early
+    assert result.export_dir == export_dir
+    exported = export.load_export(export_dir)
+    assert result.train_bits_per_char < math.log2(exported.vocabulary.size) - 1  # a uniform guess: 6.25 bits/char
+    assert result.best_step == 40  # the only validation: at the end
+    output = capsys.readouterr().out
+    assert output.endswith(
+        f"done: 40 steps, train {result.train_bits_per_char:.3f} bits/char, "
+        f"best validation {result.validation_bits_per_char:.3f} bits/char (step 40)\n"
+        f"exported to {export_dir}; generate with: python generate.py --export_dir={export_dir}\n"
+    )
+    # The export holds all that generation needs, and the paths the run chose beside it.
+    assert exported.steps_completed == 40
+    assert exported.config == dataclasses.replace(cfg, checkpoint_dir=f"{export_dir}.checkpoints", logdir=f"{export_dir}.logs")
+    text = api.load(export_dir).generate("Alice ", length=20, seed=1)
+    assert text.startswith("Alice ") and len(text) == len("Alice ") + 20
+
+    # Called again in the same process (the directories' locks were let go) with more steps, it resumes.
+    resumed = training.run(dataclasses.replace(cfg, steps=50))
+
+    assert f"resuming from the checkpoint of step 40 in {export_dir}.checkpoints\n" in capsys.readouterr().out
+    assert resumed.steps_completed == 50 and export.load_export(export_dir).steps_completed == 50
 
 
 def test_patience_stops_training_and_keeps_the_best_weights(tiny_config, tmp_path, monkeypatch):
@@ -38,8 +57,8 @@ def test_patience_stops_training_and_keeps_the_best_weights(tiny_config, tmp_pat
     scores = iter([3.0, 2.5, 2.7, 2.6, 2.4])
     monkeypatch.setattr(training, "make_evaluate", lambda model, strategy: lambda batches: (next(scores), 100))
     strategy = make_strategy("default")
-    model = build_model(cfg, data.vocabulary.size)
-    optimizer = training.make_optimizer(cfg, model, total_steps=20)
+    model = build_model(cfg.model, data.vocabulary.size)
+    optimizer = optimization.make_optimizer(cfg, model, total_steps=20)
     checkpoints = TrainingCheckpoints(str(tmp_path / "ckpt"), model=model, optimizer=optimizer, keep=2)
     checkpoints.restore_or_start(cfg, data.vocabulary)
     weights_at_step_4 = []
@@ -75,8 +94,8 @@ def test_mixed_precision_keeps_weights_logits_and_loss_in_float32(tiny_config):
     strategy = make_strategy("default")
     assert set_precision(True, strategy) == "mixed_float16"
     try:
-        model = build_model(tiny_config, 20)
-        optimizer = training.make_optimizer(tiny_config, model, total_steps=10)
+        model = build_model(tiny_config.model, 20)
+        optimizer = optimization.make_optimizer(tiny_config, model, total_steps=10)
         assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)  # float16 gradients would underflow
         assert model.get_layer("lstm_1").compute_dtype == "float16"
         assert all(w.dtype == "float32" for w in model.weights)
@@ -109,21 +128,21 @@ def test_a_loss_averaging_3_times_a_uniform_guess_over_20_steps_has_diverged(los
 
 
 def _start_training(cfg, data, checkpoint_dir, *, total_steps):
-    """A fresh model, optimizer and checkpoints for training.train, as train.py makes them."""
-    model = build_model(cfg, data.vocabulary.size)
-    optimizer = training.make_optimizer(cfg, model, total_steps=total_steps)
+    """A fresh model, optimizer and checkpoints for training.train, as training.run makes them."""
+    model = build_model(cfg.model, data.vocabulary.size)
+    optimizer = optimization.make_optimizer(cfg, model, total_steps=total_steps)
     checkpoints = TrainingCheckpoints(str(checkpoint_dir), model=model, optimizer=optimizer, keep=2)
     checkpoints.restore_or_start(cfg, data.vocabulary)
     return dict(model=model, optimizer=optimizer, checkpoints=checkpoints, strategy=make_strategy("default"))
 
 
 def test_an_exploding_loss_stops_training_and_keeps_the_checkpoint_from_before(tiny_config, tmp_path):
-    # A model of 128 units at --learning_rate=1.0: the loss starts at ln(76) = 4.33 nats and climbs past 13 at once.
+    # A model of 128 units at --learning_rate=1.0: the loss starts at ln(76) = 4.33 nats and passes 13 at step 3.
     cfg = dataclasses.replace(
         tiny_config, embedding_dim=16, rnn_units=128, learning_rate=1.0, checkpoint_every=1, logdir=str(tmp_path / "logs")
     )
+    keras.utils.set_random_seed(0)  # first, as training.run does: the batches' order depends on TensorFlow's global seed
     data = make_datasets(cfg)
-    keras.utils.set_random_seed(0)
     parts = _start_training(cfg, data, tmp_path / "ckpt", total_steps=100)
 
     with pytest.raises(UserError) as raised:
@@ -133,10 +152,10 @@ def test_an_exploding_loss_stops_training_and_keeps_the_checkpoint_from_before(t
     assert str(raised.value).endswith(
         " bits/char over the last 20 steps, more than 3 times the 6.25 bits/char of a uniform guess over its 76 ids; "
         "lower --learning_rate (now 1) or raise --warmup_steps (now 0; e.g. 100), then rerun: "
-        "training resumes from the checkpoint of step 1, saved before the loss climbed"
+        "training resumes from the checkpoint of step 2, saved before the loss climbed"
     )
-    # A checkpoint was due at every step, but none was saved once the loss had passed 3 x 4.33 nats (at step 2).
-    assert tf.train.latest_checkpoint(tmp_path / "ckpt").endswith("ckpt-1")
+    # A checkpoint was due at every step, but none was saved once the loss had passed 3 x 4.33 nats (at step 3).
+    assert tf.train.latest_checkpoint(tmp_path / "ckpt").endswith("ckpt-2")
 
 
 def test_weights_that_became_nan_are_never_checkpointed(tiny_config, tmp_path, monkeypatch):
