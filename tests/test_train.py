@@ -91,9 +91,9 @@ def logged_tags(logdir) -> set[str]:
     }
 
 
-def test_ctrl_c_keeps_what_was_learned(gutenberg_mirror, tmp_path):
-    export_dir = tmp_path / "interrupted"
-    process = subprocess.Popen(
+def start_endless_training(gutenberg_mirror, tmp_path, export_dir):
+    """train.py on a tiny model for 100,000 steps, a progress line each step: a run to interrupt."""
+    return subprocess.Popen(
         [
             sys.executable,
             str(PROJECT_ROOT / "train.py"),
@@ -113,6 +113,11 @@ def test_ctrl_c_keeps_what_was_learned(gutenberg_mirror, tmp_path):
         text=True,
         cwd=PROJECT_ROOT,
     )
+
+
+def test_ctrl_c_keeps_what_was_learned(gutenberg_mirror, tmp_path):
+    export_dir = tmp_path / "interrupted"
+    process = start_endless_training(gutenberg_mirror, tmp_path, export_dir)
     for line in process.stdout:
         if line.startswith("step 3/"):
             process.send_signal(signal.SIGINT)
@@ -230,26 +235,7 @@ def test_a_second_run_on_the_same_directories_is_refused_while_the_first_trains(
 
 def test_a_reader_of_the_progress_that_stops_is_like_ctrl_c(gutenberg_mirror, tmp_path):
     export_dir = tmp_path / "piped"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "train.py"),
-            "--books=31469",
-            f"--gutenberg_mirror={gutenberg_mirror}",
-            f"--cache_dir={tmp_path / 'cache'}",
-            f"--export_dir={export_dir}",
-            "--seq_len=20",
-            "--batch_size=8",
-            "--embedding_dim=8",
-            "--rnn_units=16",
-            "--steps=100000",
-            "--log_every=1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=PROJECT_ROOT,
-    )
+    process = start_endless_training(gutenberg_mirror, tmp_path, export_dir)
     for line in process.stdout:  # train.py | head: read until step 3, then go
         if line.startswith("step 3/"):
             break
