@@ -1,0 +1,40 @@
+"""bench/ scripts from the command line, at their --quick sizes, on the CPU."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import PROJECT_ROOT
+
+ACCELERATOR_CHECK_SPEEDS = (
+    "train_float32_chars_per_sec",
+    "train_mixed_precision_chars_per_sec",
+    "generate_batch1_chars_per_sec",
+    "generate_batch64_chars_per_sec",
+    "seconds",
+)
+
+
+def test_accelerator_check_prints_one_json_line_of_positive_speeds():
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "bench" / "accelerator_check.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},  # the CPU, even on a machine with a GPU
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    report = json.loads(lines[0])
+
+    assert report["errors"] == {}
+    for key in ACCELERATOR_CHECK_SPEEDS:
+        assert report[key] > 0, key
+    assert report["devices"]["CPU"] >= 1 and report["gpus"] == [] and report["tpu_cores"] == 0
+    assert report["strategy"] == "the CPU" and report["replicas"] == 1
+    assert report["mixed_precision_policy"] == "mixed_float16"
+    assert report["cudnn_lstm"] is None and "no GPU" in report["cudnn_lstm_reason"]
+    assert report["model"] == "embedding 8, 2x16 LSTM, 100 ids" and report["train_batch"] == "8 x 10"
+    assert {"tensorflow", "keras", "python", "platform", "tpu_attached", "tensorflow_cuda_build"} <= report.keys()
