@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -51,7 +52,20 @@ class OneOf:
         return None if value in self.choices else f"--{name}={value!r} is not one of {', '.join(self.choices)}"
 
 
-def _setting(default, group: str, help: str, *, valid: Range | OneOf | None = None):
+@dataclass(frozen=True)
+class LocalPath:
+    """A directory charbook reads and writes with the system's own file calls (rename, flock), so not a URL."""
+
+    def problem(self, name: str, value) -> str | None:
+        if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value):  # a URL's scheme, as RFC 3986 spells it
+            return None
+        return (
+            f"--{name}={value!r} is a URL; charbook reads and writes exports, checkpoints, logs and caches in local or "
+            f"mounted directories only (on Colab, Google Drive mounted at /content/drive): copy to or from gs:// with gsutil"
+        )
+
+
+def _setting(default, group: str, help: str, *, valid: Range | OneOf | LocalPath | None = None):
     """A Config field: its default, its group, the help text of its absl flag (see cli.py) and its valid values.
 
     Groups name who uses a setting ("run", "data", "model", "train", "generate"); a sub-group such as
@@ -71,7 +85,10 @@ class Config:
         0, "run", "Random seed: fixes the shuffle order, the initial weights and the sampled text.", valid=Range(0, 2**31 - 1)
     )
     export_dir: str = _setting(
-        "exports/model", "run", "Directory holding an export: config.json, vocab.json and model.weights.h5."
+        "exports/model",
+        "run",
+        "Directory holding an export: config.json, vocab.json and model.weights.h5.",
+        valid=LocalPath(),
     )
 
     # --- data: where text comes from and how it is cut into training examples ---
@@ -103,7 +120,10 @@ class Config:
         "Default from $GUTENBERG_MIRROR.",
     )
     cache_dir: str = _setting(
-        "", "data.fetch", "Where downloaded books are kept. Default from $CHARBOOK_CACHE_DIR, else ~/.cache/charbook."
+        "",
+        "data.fetch",
+        "Where downloaded books are kept. Default from $CHARBOOK_CACHE_DIR, else ~/.cache/charbook.",
+        valid=LocalPath(),
     )
     download_workers: int = _setting(8, "data.fetch", "Books downloaded at the same time.", valid=Range(1, 256))
     download_timeout: float = _setting(
@@ -225,7 +245,10 @@ class Config:
         valid=Range(0, 100_000),
     )
     checkpoint_dir: str = _setting(
-        "", "train", "Where training checkpoints go; rerunning the same command resumes from them. Default: <export_dir>.checkpoints"
+        "",
+        "train",
+        "Where training checkpoints go; rerunning the same command resumes from them. Default: <export_dir>.checkpoints",
+        valid=LocalPath(),
     )
     checkpoint_every: int = _setting(
         500, "train", "Save a checkpoint every this many steps (and after every epoch).", valid=Range(1, 1_000_000_000)
@@ -250,7 +273,8 @@ class Config:
     log_every: int = _setting(
         100, "train", "Print a progress line and write TensorBoard scalars every this many steps.", valid=Range(1, 1_000_000_000)
     )
-    logdir: str = _setting("", "train", "TensorBoard log directory. Default: <export_dir>.logs")
+    # TensorBoard's writer alone could take a gs:// URL (through tf.io.gfile); one rule for every directory is plainer.
+    logdir: str = _setting("", "train", "TensorBoard log directory. Default: <export_dir>.logs", valid=LocalPath())
 
     # --- generate (generate.sampling: how each next character is chosen) ---
     seed_text: str = _setting("The ", "generate", "Text that primes the model before sampling; it is printed first.")

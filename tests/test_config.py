@@ -58,6 +58,23 @@ def test_web_and_local_mirrors_are_accepted(mirror):
     assert Config(corpus="files", files="*.txt", gutenberg_mirror="htp://unused").corpus == "files"
 
 
+@pytest.mark.parametrize("name", ["export_dir", "checkpoint_dir", "logdir", "cache_dir"])
+def test_a_url_for_a_directory_charbook_writes_is_refused(name):
+    # Exports, checkpoints and caches are renamed into place and locked with the system's own calls, which a URL cannot take.
+    with pytest.raises(
+        UserError,
+        match=rf"--{name}='gs://bucket/run' is a URL; charbook reads and writes exports, checkpoints, logs and caches in "
+        r"local or mounted directories only \(on Colab, Google Drive mounted at /content/drive\): copy to or from gs:// "
+        r"with gsutil$",
+    ):
+        Config(**{name: "gs://bucket/run"})
+
+
+@pytest.mark.parametrize("path", ["/content/drive/MyDrive/charbook/novels", "exports/a:b", "~/models", "C:\\models"])
+def test_local_and_mounted_directories_are_accepted(path):
+    assert Config(export_dir=path, checkpoint_dir=path + ".c", logdir=path + ".l", cache_dir=path).export_dir == path
+
+
 def test_any_tensorflow_datasets_name_is_a_corpus():
     assert Config(corpus="tfds:pg19").corpus == "tfds:pg19"
 
