@@ -1,26 +1,65 @@
 """Which devices train the model: a tf.distribute strategy for --strategy, and the matching mixed precision."""
 
-import glob
 import json
 import os
+import pathlib
+import re
+import sys
 
 import keras
 import tensorflow as tf
 
 from errors import UserError
 
+# PCI ids of Google's TPU chips, as JAX (jax/_src/hardware_utils.py) and libtpu's tpu-info
+# (tpu_info/device.py) list them. The device id matters, not just Google's vendor id: a Google network
+# card (gVNIC, 0x0042) handed to DPDK sits behind /dev/vfio too.
+GOOGLE_PCI_VENDOR_ID = "0x1ae0"
+TPU_PCI_DEVICE_IDS = {
+    "0x0027": "v2 or v3",
+    "0x0056": "no public name",
+    "0x005e": "v4",
+    "0x0062": "v5p",
+    "0x0063": "v5e",
+    "0x006f": "v6e",
+    "0x0076": "TPU7x",
+}
+INSTALL_TPU_TENSORFLOW = (
+    "install TensorFlow with TPU support (pip install tensorflow-tpu "
+    "-f https://storage.googleapis.com/libtpu-tf-releases/index.html; see BUILD.md)"
+)
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+
+def make_strategy(name: str, *, root: str | os.PathLike = "/") -> tf.distribute.Strategy:
     """The strategy --strategy names; 'auto' picks a TPU if one is attached, else all GPUs, else the CPU.
 
-    --batch_size is the global batch: a strategy splits each batch across its replicas.
+    --batch_size is the global batch: a strategy splits each batch across its replicas. Only a TPU of
+    this machine (a TPU VM) is used, never one reached over the network (a TPU node), which cannot
+    read the local files charbook trains from. `root` is where to look for TPU devices (tests).
     """
     if name == "auto":
-        if tpu_is_attached():
-            return make_strategy("tpu")
+        tpu_devices, tpu_problem = find_tpu_devices(root), None
+        if tpu_devices:
+            try:
+                return _connect_to_tpu()
+            except _TPU_ERRORS as error:
+                tpu_problem = (
+                    f"this machine has a TPU ({_describe_devices(tpu_devices)}) but TensorFlow cannot use it "
+                    f"({_why_tensorflow_cannot(error)}); to use it, {INSTALL_TPU_TENSORFLOW}"
+                )
+        elif _tpu_node_announced():
+            tpu_problem = _tpu_node_not_supported()
         if len(tf.config.list_logical_devices("GPU")) > 1:
-            return tf.distribute.MirroredStrategy()
-        return tf.distribute.get_strategy()  # one GPU or the CPU: no replicas to keep in sync
+            strategy = tf.distribute.MirroredStrategy()
+        else:
+            strategy = tf.distribute.get_strategy()  # one GPU or the CPU: no replicas to keep in sync
+        if tpu_problem:  # training goes on, but not silently many times slower than the user expects
+            print(
+                f"warning: {tpu_problem}. Training on {describe(strategy)} instead "
+                "(--strategy=default does so without this warning)",
+                file=sys.stderr,
+            )
+        return strategy
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -34,7 +73,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        return _connect_to_tpu()
+        return _make_tpu_strategy(root)
     raise UserError(f"unknown --strategy={name!r}")
 
 
@@ -81,27 +120,97 @@ def describe(strategy: tf.distribute.Strategy) -> str:
     return f"{name} over {strategy.num_replicas_in_sync} replica(s)"
 
 
-def tpu_is_attached() -> bool:
-    """True on a runtime with a TPU: Colab's and Cloud TPU runtimes announce theirs; a TPU VM has its chips as devices."""
-    announced = any(name in os.environ for name in ("COLAB_TPU_ADDR", "TPU_NAME", "TPU_ACCELERATOR_TYPE"))
-    return announced or bool(glob.glob("/dev/accel*"))
+def tpu_is_attached(root: str | os.PathLike = "/") -> bool:
+    """True on a TPU VM (Colab's TPU runtimes, Cloud TPU VMs of every generation): its TPU chips are devices of this machine."""
+    return bool(find_tpu_devices(root))
+
+
+def find_tpu_devices(root: str | os.PathLike = "/") -> list[str]:
+    """The device files of this machine's TPU chips, e.g. ['/dev/vfio/0', '/dev/vfio/1']; [] without a TPU.
+
+    TPU v2 to v4 chips are /dev/accel0, /dev/accel1, ... (the DRM accelerators of other makers, e.g. an
+    Intel NPU, are /dev/accel/accel0 instead). From v5e on, a chip is handed to libtpu through VFIO as
+    /dev/vfio/N, where N is the IOMMU group of the chip's PCI device: a TPU when
+    /sys/kernel/iommu_groups/N/devices/*/vendor and device hold Google's vendor id and a TPU's device id
+    (GPUs passed through VFIO are not TPUs). `root` stands for / (tests build a device tree under it).
+    """
+    root = pathlib.Path(root)
+    accel = [path.name for path in (root / "dev").glob("accel*") if re.fullmatch(r"accel[0-9]+", path.name)]
+    groups = [path.name for path in (root / "dev" / "vfio").glob("*") if re.fullmatch(r"[0-9]+", path.name)]
+    return [f"/dev/{name}" for name in sorted(accel, key=lambda name: int(name[len("accel") :]))] + [
+        f"/dev/vfio/{group}" for group in sorted(groups, key=int) if _iommu_group_holds_a_tpu(root, group)
+    ]
+
+
+def _iommu_group_holds_a_tpu(root: pathlib.Path, group: str) -> bool:
+    for device in (root / "sys" / "kernel" / "iommu_groups" / group / "devices").glob("*"):
+        try:
+            vendor = (device / "vendor").read_text().strip()
+            device_id = (device / "device").read_text().strip()
+        except OSError:  # a device without PCI ids
+            continue
+        if vendor == GOOGLE_PCI_VENDOR_ID and device_id in TPU_PCI_DEVICE_IDS:
+            return True
+    return False
+
+
+# What TPUClusterResolver, initialize_tpu_system and TPUStrategy raise when there is no TPU they can use.
+_TPU_ERRORS = (ValueError, RuntimeError, tf.errors.OpError)
 
 
 def _connect_to_tpu() -> tf.distribute.TPUStrategy:
-    # A TPU reached over the network (older Colab runtimes, Cloud TPU nodes) is found through the
-    # environment; on a TPU VM (current Colab TPU runtimes) the TPU is local to this machine.
-    errors = []
-    for tpu in (None, "local"):
-        try:
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-            if tpu is None:
-                tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-            return tf.distribute.TPUStrategy(resolver)
-        except (ValueError, RuntimeError, tf.errors.OpError) as error:
-            errors.append(str(error).splitlines()[0] if str(error) else type(error).__name__)
+    # tpu="local": the TPU of this machine (a TPU VM). A TPU node, reached over the network, would run
+    # the input pipeline on its own host, which cannot read this machine's files.
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _make_tpu_strategy(root: str | os.PathLike) -> tf.distribute.TPUStrategy:
+    tpu_devices = find_tpu_devices(root)
+    try:
+        # Tried even when no TPU device was found: TensorFlow knows chips newer than the list above.
+        return _connect_to_tpu()
+    except _TPU_ERRORS as error:
+        reason = _why_tensorflow_cannot(error)
+    if tpu_devices:
+        raise UserError(
+            f"--strategy=tpu: this machine has a TPU ({_describe_devices(tpu_devices)}) but TensorFlow cannot use it "
+            f"({reason}); {INSTALL_TPU_TENSORFLOW}, or train without it with --strategy=default"
+        )
+    if _tpu_node_announced():
+        raise UserError(f"--strategy=tpu: {_tpu_node_not_supported()}")
     raise UserError(
-        f"--strategy=tpu found no TPU to use ({'; '.join(errors)}); on Colab pick a TPU runtime, or use --strategy=auto"
+        "--strategy=tpu found no TPU to use (this machine has no /dev/accel* and no TPU behind /dev/vfio); on Colab pick "
+        "a TPU runtime (Runtime > Change runtime type), or use --strategy=auto"
+    )
+
+
+def _why_tensorflow_cannot(error: Exception) -> str:
+    text = str(error)
+    if "No OpKernel was registered" in text:  # TensorFlow has no TPU operations: a build without TPU support
+        return f"tensorflow {tf.__version__} is installed, without TPU support"
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _describe_devices(devices: list[str]) -> str:
+    return devices[0] + (f" and {len(devices) - 1} more" if len(devices) > 1 else "")
+
+
+def _tpu_node_announced() -> str | None:
+    """The variable naming a TPU reached over the network: Colab's retired TPU nodes, or a Cloud TPU node's name."""
+    if "COLAB_TPU_ADDR" in os.environ:
+        return "COLAB_TPU_ADDR"
+    if os.environ.get("TPU_NAME", "local") != "local":
+        return "TPU_NAME"
+    return None
+
+
+def _tpu_node_not_supported() -> str:
+    variable = _tpu_node_announced()
+    return (
+        f"${variable}={os.environ[variable]} names a TPU reached over the network (a TPU node), which charbook does not "
+        f"support: its host cannot read the files charbook trains from; use a TPU VM (every current Colab TPU runtime is one)"
     )
 
 
