@@ -68,6 +68,7 @@ def run(cfg: Config) -> TrainResult:
     cfg = _with_default_paths(cfg)
     _check_directories_apart(cfg)
     strategy = distribute.make_strategy(cfg.strategy)
+    _check_batch_splits_evenly(cfg, strategy)
     is_chief = distribute.is_chief(strategy)
     with contextlib.ExitStack() as held:
         if is_chief:  # the one writer of the export and the checkpoints; the other workers only read
@@ -294,6 +295,20 @@ def _check_directories_apart(cfg: Config) -> None:
                 f"{flag}={path} is inside --export_dir={cfg.export_dir}, which each export replaces whole; "
                 f"choose a {flag} outside it, or leave it out for the default beside it, {default}"
             )
+
+
+def _check_batch_splits_evenly(cfg: Config, strategy: tf.distribute.Strategy) -> None:
+    """Every replica takes an equal share of each batch (a TPU compiles one batch shape), so --batch_size must divide."""
+    replicas = strategy.num_replicas_in_sync
+    if cfg.batch_size % replicas == 0:
+        return
+    below = cfg.batch_size // replicas * replicas
+    nearest = " or ".join(f"--batch_size={size}" for size in (below, below + replicas) if size > 0)
+    raise UserError(
+        f"--batch_size={cfg.batch_size} does not split evenly among the {replicas} replicas of --strategy={cfg.strategy} "
+        f"({distribute.describe(strategy)}), which each take an equal share of every batch; use a multiple of "
+        f"{replicas}: {nearest}"
+    )
 
 
 def _make_sampler(cfg: Config, model: keras.Model, vocabulary: Vocabulary) -> Callable[[], str]:

@@ -1,4 +1,5 @@
-"""Strategies tested as far as a CPU allows: mirrored over two logical CPU devices, multi-worker over two processes."""
+"""Strategies tested as far as a CPU allows: mirrored over two logical CPU devices, multi-worker over two processes,
+TPUs found in fake device trees of TPU VMs (and TensorFlow, without TPU support here, unable to use them)."""
 
 import json
 import os
@@ -7,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 
 import distribute
 import export
@@ -112,6 +114,147 @@ def test_one_device_is_the_chief_and_computes_in_float32_by_default():
     assert distribute.set_precision(False, strategy) == "float32"
 
 
-def test_tpu_without_a_tpu_is_a_clear_error():
-    with pytest.raises(distribute.UserError, match="--strategy=tpu found no TPU to use .*pick a TPU runtime"):
-        distribute.make_strategy("tpu")
+# A --batch_size that two replicas cannot share evenly, then one they can: refused before any book is read
+# (the mirror does not exist, so reading would fail with another message).
+BATCH_SIZES_OVER_TWO_REPLICAS = """
+import cli
+cli.import_tensorflow_quietly()
+import json, sys, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import training
+from config import Config
+from errors import UserError
+
+messages = {}
+for batch_size in (7, 1, 8):
+    cfg = Config(strategy="mirrored", batch_size=batch_size, gutenberg_mirror=sys.argv[1] + "/no-mirror",
+                 cache_dir=sys.argv[1] + "/cache", export_dir=sys.argv[1] + f"/export{batch_size}")
+    try:
+        training.run(cfg)
+    except UserError as error:
+        messages[batch_size] = str(error)
+print(json.dumps(messages))
+"""
+
+
+def test_a_batch_size_the_replicas_cannot_share_evenly_is_refused_before_reading_data(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", BATCH_SIZES_OVER_TWO_REPLICAS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    messages = json.loads(result.stdout.strip().splitlines()[-1])
+    assert messages["7"] == (
+        "--batch_size=7 does not split evenly among the 2 replicas of --strategy=mirrored (MirroredStrategy over 2 "
+        "replica(s)), which each take an equal share of every batch; use a multiple of 2: --batch_size=6 or --batch_size=8"
+    )
+    assert messages["1"].endswith("use a multiple of 2: --batch_size=2")
+    assert "--batch_size" not in messages["8"] and "gutenberg_mirror" in messages["8"]  # on to reading the books
+
+
+def make_device_tree(root, *, accel=(), vfio=(), drm_accel=()):
+    """A Linux device tree under `root`, as a TPU VM's looks: /dev/accelN, or /dev/vfio/N with the PCI device
+    (vendor id, device id) of IOMMU group N in /sys, linked as the kernel links it."""
+    (root / "dev").mkdir(parents=True, exist_ok=True)
+    for index in accel:
+        (root / "dev" / f"accel{index}").touch()
+    for index in drm_accel:  # the kernel's compute accelerators (an Intel NPU): /dev/accel/accelN
+        (root / "dev" / "accel").mkdir(exist_ok=True)
+        (root / "dev" / "accel" / f"accel{index}").touch()
+    if vfio:
+        (root / "dev" / "vfio").mkdir()
+        (root / "dev" / "vfio" / "vfio").touch()  # the VFIO container device, there whatever is passed through
+    for group, (vendor, device_id) in enumerate(vfio):
+        address = f"0000:00:{group + 4:02x}.0"
+        device = root / "sys" / "devices" / "pci0000:00" / address
+        device.mkdir(parents=True)
+        (device / "vendor").write_text(vendor + "\n")
+        (device / "device").write_text(device_id + "\n")
+        (root / "dev" / "vfio" / str(group)).touch()
+        members = root / "sys" / "kernel" / "iommu_groups" / str(group) / "devices"
+        members.mkdir(parents=True)
+        (members / address).symlink_to(f"../../../../devices/pci0000:00/{address}")
+        (root / "sys" / "bus" / "pci" / "devices").mkdir(parents=True, exist_ok=True)
+        (root / "sys" / "bus" / "pci" / "devices" / address).symlink_to(f"../../../devices/pci0000:00/{address}")
+    return root
+
+
+GOOGLE, NVIDIA = "0x1ae0", "0x10de"
+
+
+@pytest.mark.parametrize(
+    "machine, expected",
+    [
+        (dict(accel=range(4)), ["/dev/accel0", "/dev/accel1", "/dev/accel2", "/dev/accel3"]),  # TPU v4 VM (v2, v3 alike)
+        (dict(vfio=[(GOOGLE, "0x0063")] * 4), ["/dev/vfio/0", "/dev/vfio/1", "/dev/vfio/2", "/dev/vfio/3"]),  # v5e-4
+        (dict(vfio=[(GOOGLE, "0x006f")]), ["/dev/vfio/0"]),  # v6e-1
+        (dict(accel=range(12)), [f"/dev/accel{index}" for index in range(12)]),  # in number order, not text order
+        (dict(vfio=[(NVIDIA, "0x2330")]), []),  # an NVIDIA H100 passed through VFIO
+        (dict(vfio=[(GOOGLE, "0x0042")]), []),  # Google's network card (gVNIC) handed to DPDK through VFIO
+        (dict(drm_accel=[0]), []),  # an Intel NPU: /dev/accel/accel0
+        ({}, []),  # no accelerator at all
+    ],
+)
+def test_tpu_chips_are_found_on_tpu_vms_of_every_generation(tmp_path, machine, expected):
+    root = make_device_tree(tmp_path, **machine)
+    assert distribute.find_tpu_devices(root) == expected
+    assert distribute.tpu_is_attached(root) == bool(expected)
+
+
+@pytest.fixture
+def no_tpu_node(monkeypatch):
+    monkeypatch.delenv("COLAB_TPU_ADDR", raising=False)
+    monkeypatch.delenv("TPU_NAME", raising=False)
+
+
+def test_auto_on_a_tpu_tensorflow_cannot_use_says_so_and_trains_on_the_cpu(tmp_path, capsys, no_tpu_node):
+    root = make_device_tree(tmp_path, vfio=[(GOOGLE, "0x0063")] * 4)
+
+    strategy = distribute.make_strategy("auto", root=root)
+
+    assert distribute.describe(strategy) == "the CPU"
+    assert capsys.readouterr().err == (
+        f"warning: this machine has a TPU (/dev/vfio/0 and 3 more) but TensorFlow cannot use it (tensorflow "
+        f"{tf.__version__} is installed, without TPU support); to use it, install TensorFlow with TPU support "
+        "(pip install tensorflow-tpu -f https://storage.googleapis.com/libtpu-tf-releases/index.html; see BUILD.md). "
+        "Training on the CPU instead (--strategy=default does so without this warning)\n"
+    )
+
+
+def test_tpu_on_a_tpu_tensorflow_cannot_use_is_a_clear_error(tmp_path, no_tpu_node):
+    root = make_device_tree(tmp_path, accel=range(4))
+    with pytest.raises(
+        distribute.UserError,
+        match=r"--strategy=tpu: this machine has a TPU \(/dev/accel0 and 3 more\) but TensorFlow cannot use it \(tensorflow "
+        r".* without TPU support\); install TensorFlow with TPU support \(pip install tensorflow-tpu .*\), or train "
+        r"without it with --strategy=default$",
+    ):
+        distribute.make_strategy("tpu", root=root)
+
+
+def test_tpu_without_a_tpu_is_a_clear_error(tmp_path, no_tpu_node):
+    with pytest.raises(distribute.UserError, match=r"--strategy=tpu found no TPU to use \(this machine has no /dev/accel\* .*pick a TPU runtime"):
+        distribute.make_strategy("tpu", root=make_device_tree(tmp_path))
+
+
+def test_auto_without_a_tpu_picks_the_cpu_quietly(tmp_path, capsys, no_tpu_node):
+    strategy = distribute.make_strategy("auto", root=make_device_tree(tmp_path, vfio=[(NVIDIA, "0x2330")]))
+    assert distribute.describe(strategy) == "the CPU"
+    assert capsys.readouterr().err == ""
+
+
+def test_a_tpu_node_reached_over_the_network_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COLAB_TPU_ADDR", "10.1.2.3:8470")  # what Colab's retired TPU-node runtimes set
+    root = make_device_tree(tmp_path)
+    with pytest.raises(distribute.UserError, match=r"\$COLAB_TPU_ADDR=10.1.2.3:8470 names a TPU reached over the network"):
+        distribute.make_strategy("tpu", root=root)
+
+    assert distribute.describe(distribute.make_strategy("auto", root=root)) == "the CPU"
+    assert capsys.readouterr().err.startswith(
+        "warning: $COLAB_TPU_ADDR=10.1.2.3:8470 names a TPU reached over the network (a TPU node), which charbook does "
+        "not support"
+    )
