@@ -179,8 +179,11 @@ def make_train_step(
     """A compiled function: an iterator of (inputs, targets) batches -> mean cross-entropy in nats of one step.
 
     Each replica sums its share of the loss over the global batch's characters, so the replicas'
-    gradients add up to the gradient of the global batch's mean loss.
+    gradients add up to the gradient of the global batch's mean loss. Loss-scaled (float16) on several
+    replicas, a step whose gradients overflowed on any replica is skipped on all of them (_spread_overflow).
     """
+    # Decided once, in Python: one device, float32 and bfloat16 steps trace exactly as before.
+    spread_overflow = isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and strategy.num_replicas_in_sync > 1
 
     def replica_step(inputs, targets):
         with tf.GradientTape() as tape:
@@ -189,6 +192,8 @@ def make_train_step(
             loss = tf.reduce_sum(losses) / tf.cast(global_batch_size * tf.shape(targets)[1], tf.float32)
             scaled_loss = optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, model.trainable_variables)
+        if spread_overflow:
+            gradients = _spread_overflow(gradients)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
@@ -198,6 +203,30 @@ def make_train_step(
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
 
     return train_step
+
+
+def _spread_overflow(gradients: list) -> list:
+    """One replica's gradients, made not finite when any replica's are not; called in a replica context.
+
+    LossScaleOptimizer skips a step whose scaled float16 gradients overflowed, and halves the loss scale. But it
+    checks the gradients before the replicas' are summed, and under a MirroredStrategy or MultiWorkerMirroredStrategy
+    only the first replica's (keras-team/keras#18666): an overflow on another replica went into the sum and
+    turned every replica's weights to NaN. With the number of replicas that overflowed all-reduced first, every
+    replica sees the overflow, and the optimizer skips the step on all of them.
+    One gradient is enough to spoil, as the optimizer checks them all: the first dense one (the embedding's is
+    sparse, tf.IndexedSlices).
+    """
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(_values(g))) for g in gradients if g is not None])
+    overflowed = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(~finite, tf.float32))
+    first_dense = next(i for i, g in enumerate(gradients) if isinstance(g, tf.Tensor))
+    spoil = tf.where(overflowed > 0, float("nan"), 0.0)  # a scalar: NaN when some replica overflowed, else 0
+    gradients = list(gradients)
+    gradients[first_dense] += tf.cast(spoil, gradients[first_dense].dtype)
+    return gradients
+
+
+def _values(gradient):
+    return gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
 
 
 def has_diverged(recent_losses: Sequence[float], *, vocab_size: int) -> bool:

@@ -57,6 +57,79 @@ def test_mirrored_over_two_devices_matches_one_device():
         assert mirrored == pytest.approx(one, rel=1e-3)
 
 
+# Float16 over two logical CPU devices: a normal step, a step whose gradients overflow on replica 1 only, two normal
+# steps. Prints, for each step, what it did to each replica's weights and the loss scale.
+OVERFLOW_ON_ONE_REPLICA = """
+import cli
+cli.import_tensorflow_quietly()
+import json, numpy as np, keras, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import distribute, optimization, training
+from config import Config
+from models.char_lstm import build_model
+from pipeline.windows import split_input_target
+
+cfg = Config(embedding_dim=8, rnn_units=16, batch_size=8, seq_len=10, learning_rate=0.01, clipnorm=1.0)
+strategy = distribute.make_strategy("mirrored")
+assert distribute.set_precision(True, strategy) == "mixed_float16"
+keras.utils.set_random_seed(0)
+with strategy.scope():
+    model = build_model(cfg.model, 20)
+    optimizer = optimization.make_optimizer(cfg, model, total_steps=4, num_replicas=2)
+# A real overflow that only id 19 causes: its embedding is 60000 along a dimension that no other id uses and the
+# first LSTM's kernel ignores (that row is zero), so the forward pass is unchanged, while the gradient of that
+# kernel row, 60000 times the gates' gradient, exceeds float16's 65504 at any usable loss scale.
+embeddings = model.get_layer("embedding").embeddings.numpy()
+embeddings[:, 1] = 0.0
+embeddings[19, 1] = 60000.0
+model.get_layer("embedding").embeddings.assign(embeddings)
+kernel = model.get_layer("lstm_1").cell.kernel.numpy()
+kernel[1] = 0.0
+model.get_layer("lstm_1").cell.kernel.assign(kernel)
+
+rng = np.random.default_rng(0)
+normal = lambda: rng.integers(1, 19, size=(8, 11))  # ids 1-18
+overflowing = normal()
+overflowing[4:, 5] = 19  # rows 4-7 of the global batch of 8 are replica 1's
+windows = np.concatenate([normal(), overflowing, normal(), normal()]).astype(np.int32)
+batches = tf.data.Dataset.from_tensor_slices(windows).map(split_input_target).batch(8, drop_remainder=True)
+iterator = iter(strategy.experimental_distribute_dataset(batches))
+train_step = training.make_train_step(model, optimizer, strategy, global_batch_size=8)
+
+def each_replica(variable):
+    return [value.numpy() for value in strategy.experimental_local_results(variable.value)]
+
+def weights_of_each_replica():
+    return [np.concatenate([w.ravel() for w in ws]) for ws in zip(*map(each_replica, model.trainable_variables))]
+
+for _ in range(4):
+    before = weights_of_each_replica()
+    train_step(iterator)
+    after = weights_of_each_replica()
+    print(json.dumps({
+        "changed": [not np.array_equal(b, a) for b, a in zip(before, after)],
+        "finite": [bool(np.isfinite(a).all()) for a in after],
+        "replicas_agree": bool(np.array_equal(after[0], after[1])),
+        "loss_scale": [float(s) for s in each_replica(optimizer.dynamic_scale)],
+    }))
+"""
+
+
+def test_an_overflow_on_one_replica_skips_the_step_on_both_and_halves_the_loss_scale():
+    result = subprocess.run(
+        [sys.executable, "-c", OVERFLOW_ON_ONE_REPLICA], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    normal, overflow, *after = [json.loads(line) for line in result.stdout.strip().splitlines()[-4:]]
+    trained = {"changed": [True, True], "finite": [True, True], "replicas_agree": True}
+    assert normal == {**trained, "loss_scale": [2.0**15] * 2}
+    # Keras alone (keras-team/keras#18666) changed both replicas' weights to NaN and kept the loss scale at 2**15.
+    skipped = {"changed": [False, False], "finite": [True, True], "replicas_agree": True}
+    assert overflow == {**skipped, "loss_scale": [2.0**14] * 2}
+    assert after == [{**trained, "loss_scale": [2.0**14] * 2}] * 2
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
