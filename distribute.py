@@ -2,8 +2,6 @@
 
 import json
 import os
-import pathlib
-import re
 import sys
 
 import keras
@@ -11,22 +9,13 @@ import tensorflow as tf
 
 from errors import UserError
 
-# PCI ids of Google's TPU chips, as JAX (jax/_src/hardware_utils.py) and libtpu's tpu-info
-# (tpu_info/device.py) list them. The device id matters, not just Google's vendor id: a Google network
-# card (gVNIC, 0x0042) handed to DPDK sits behind /dev/vfio too.
-GOOGLE_PCI_VENDOR_ID = "0x1ae0"
-TPU_PCI_DEVICE_IDS = {
-    "0x0027": "v2 or v3",
-    "0x0056": "no public name",
-    "0x005e": "v4",
-    "0x0062": "v5p",
-    "0x0063": "v5e",
-    "0x006f": "v6e",
-    "0x0076": "TPU7x",
-}
+# TPU chips are found from /dev and /sys in hardware.py, which does without TensorFlow; tpu_is_attached
+# is re-exported for the callers that ask distribute.
+from hardware import LIBTPU_INDEX, TPU_TENSORFLOW, find_tpu_devices, tpu_is_attached  # noqa: F401
+
 INSTALL_TPU_TENSORFLOW = (
-    "install TensorFlow with TPU support (pip install tensorflow-tpu "
-    "-f https://storage.googleapis.com/libtpu-tf-releases/index.html; see BUILD.md)"
+    f"install TensorFlow with TPU support (pip install {TPU_TENSORFLOW} "
+    f"-f {LIBTPU_INDEX}; see BUILD.md)"
 )
 
 
@@ -118,40 +107,6 @@ def describe(strategy: tf.distribute.Strategy) -> str:
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         name = "MultiWorkerMirroredStrategy"  # rather than its implementation class, CollectiveAllReduceStrategy
     return f"{name} over {strategy.num_replicas_in_sync} replica(s)"
-
-
-def tpu_is_attached(root: str | os.PathLike = "/") -> bool:
-    """True on a TPU VM (Colab's TPU runtimes, Cloud TPU VMs of every generation): its TPU chips are devices of this machine."""
-    return bool(find_tpu_devices(root))
-
-
-def find_tpu_devices(root: str | os.PathLike = "/") -> list[str]:
-    """The device files of this machine's TPU chips, e.g. ['/dev/vfio/0', '/dev/vfio/1']; [] without a TPU.
-
-    TPU v2 to v4 chips are /dev/accel0, /dev/accel1, ... (the DRM accelerators of other makers, e.g. an
-    Intel NPU, are /dev/accel/accel0 instead). From v5e on, a chip is handed to libtpu through VFIO as
-    /dev/vfio/N, where N is the IOMMU group of the chip's PCI device: a TPU when
-    /sys/kernel/iommu_groups/N/devices/*/vendor and device hold Google's vendor id and a TPU's device id
-    (GPUs passed through VFIO are not TPUs). `root` stands for / (tests build a device tree under it).
-    """
-    root = pathlib.Path(root)
-    accel = [path.name for path in (root / "dev").glob("accel*") if re.fullmatch(r"accel[0-9]+", path.name)]
-    groups = [path.name for path in (root / "dev" / "vfio").glob("*") if re.fullmatch(r"[0-9]+", path.name)]
-    return [f"/dev/{name}" for name in sorted(accel, key=lambda name: int(name[len("accel") :]))] + [
-        f"/dev/vfio/{group}" for group in sorted(groups, key=int) if _iommu_group_holds_a_tpu(root, group)
-    ]
-
-
-def _iommu_group_holds_a_tpu(root: pathlib.Path, group: str) -> bool:
-    for device in (root / "sys" / "kernel" / "iommu_groups" / group / "devices").glob("*"):
-        try:
-            vendor = (device / "vendor").read_text().strip()
-            device_id = (device / "device").read_text().strip()
-        except OSError:  # a device without PCI ids
-            continue
-        if vendor == GOOGLE_PCI_VENDOR_ID and device_id in TPU_PCI_DEVICE_IDS:
-            return True
-    return False
 
 
 # What TPUClusterResolver, initialize_tpu_system and TPUStrategy raise when there is no TPU they can use.

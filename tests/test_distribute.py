@@ -293,7 +293,7 @@ def test_auto_on_a_tpu_tensorflow_cannot_use_says_so_and_trains_on_the_cpu(tmp_p
     assert capsys.readouterr().err == (
         f"warning: this machine has a TPU (/dev/vfio/0 and 3 more) but TensorFlow cannot use it (tensorflow "
         f"{tf.__version__} is installed, without TPU support); to use it, install TensorFlow with TPU support "
-        "(pip install tensorflow-tpu -f https://storage.googleapis.com/libtpu-tf-releases/index.html; see BUILD.md). "
+        "(pip install tensorflow-tpu==2.20.0 -f https://storage.googleapis.com/libtpu-tf-releases/index.html; see BUILD.md). "
         "Training on the CPU instead (--strategy=default does so without this warning)\n"
     )
 
@@ -303,7 +303,7 @@ def test_tpu_on_a_tpu_tensorflow_cannot_use_is_a_clear_error(tmp_path, no_tpu_no
     with pytest.raises(
         distribute.UserError,
         match=r"--strategy=tpu: this machine has a TPU \(/dev/accel0 and 3 more\) but TensorFlow cannot use it \(tensorflow "
-        r".* without TPU support\); install TensorFlow with TPU support \(pip install tensorflow-tpu .*\), or train "
+        r".* without TPU support\); install TensorFlow with TPU support \(pip install tensorflow-tpu==2\.20\.0 .*\), or train "
         r"without it with --strategy=default$",
     ):
         distribute.make_strategy("tpu", root=root)

@@ -1,0 +1,53 @@
+"""What each runtime gets installed (TPU, GPU, CPU; with and without TensorFlow), decided without TensorFlow.
+
+TPU chips in fake device trees are tested in test_distribute.py, through distribute, which re-exports them."""
+
+import subprocess
+import sys
+
+import hardware
+from conftest import PROJECT_ROOT
+
+PIP = ["python3", "-m", "pip", "install", "--quiet"]
+LOCK = str(PROJECT_ROOT / "requirements-lock.txt")
+EXTRAS = ["tensorflow-datasets==4.9.10", "importlib-resources==6.5.2"]  # as requirements-lock.txt pins them
+
+
+def commands(accelerator, *installed):
+    return hardware.make_install_commands(accelerator, installed=set(installed), python="python3")
+
+
+def test_a_colab_tpu_runtime_without_tensorflow_gets_tensorflow_tpu_with_its_libtpu():
+    assert commands("tpu") == [
+        PIP + ["tensorflow-tpu==2.20.0", *EXTRAS, "--find-links", "https://storage.googleapis.com/libtpu-tf-releases/index.html"]
+    ]
+
+
+def test_a_tpu_with_plain_tensorflow_has_it_replaced_by_the_tpu_build():
+    (uninstall, install) = commands("tpu", "tensorflow", "tensorflow-datasets", "importlib-resources")
+    assert uninstall == ["python3", "-m", "pip", "uninstall", "--quiet", "--yes", "tensorflow"]
+    assert install[len(PIP) :] == ["tensorflow-tpu==2.20.0", "--find-links", hardware.LIBTPU_INDEX]
+
+
+def test_a_tpu_with_tensorflow_tpu_installed_already_gets_nothing():
+    assert commands("tpu", "tensorflow-tpu", "tensorflow-datasets", "importlib-resources") == []
+
+
+def test_colabs_gpu_and_cpu_runtimes_keep_their_own_tensorflow():
+    assert commands("gpu", "tensorflow", "tensorflow-datasets", "importlib-resources") == []
+    assert commands("cpu", "tensorflow", "tensorflow-datasets", "importlib-resources") == []
+    assert commands("gpu", "tensorflow") == [PIP + EXTRAS]  # only what charbook needs besides
+
+
+def test_a_runtime_without_tensorflow_gets_the_pinned_versions_with_cuda_on_a_gpu():
+    assert commands("cpu") == [PIP + ["--constraint", LOCK, str(PROJECT_ROOT)]]
+    assert commands("gpu") == [PIP + ["--constraint", LOCK, str(PROJECT_ROOT), "tensorflow[and-cuda]==2.21.0"]]
+
+
+def test_this_venv_has_what_the_cpu_needs():
+    assert hardware.make_install_commands("cpu") == []
+
+
+def test_importing_hardware_or_finding_the_accelerator_imports_no_tensorflow():
+    check = "import sys, hardware; hardware.find_accelerator(); assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    subprocess.run([sys.executable, "-c", check], cwd=PROJECT_ROOT, check=True, timeout=60)
