@@ -11,6 +11,7 @@ from absl import app, flags, logging
 
 import config as config_lib
 from errors import UserError, os_error_reason
+from files import discard_stdout
 from pipeline import book_ids
 
 FLAGS = flags.FLAGS
@@ -166,12 +167,9 @@ def _stdout_reader_gone() -> bool:
 def _end_quietly() -> None:
     """Ends with exit status 0 and nothing on stderr, as Unix tools do when their reader stops (generate.py | head).
 
-    As Python's documentation advises, stdout then points at /dev/null, so that the interpreter's
-    last flush of what is still buffered cannot fail again.
+    stdout then points at /dev/null, so that the interpreter's last flush cannot fail again.
     """
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
+    discard_stdout()
     sys.exit(0)
 
 

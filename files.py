@@ -1,8 +1,10 @@
-"""Writing a file so that readers, and whatever survives a crash or kill -9, see the old file or the new one, whole."""
+"""Writing a file so that readers, and whatever survives a crash or kill -9, see the old file or the new one, whole;
+and discarding what is written to a stdout whose reader has gone."""
 
 import os
 import pathlib
 import secrets
+import sys
 
 
 def write_file_atomically(path: pathlib.Path, data: bytes) -> None:
@@ -21,3 +23,11 @@ def write_file_atomically(path: pathlib.Path, data: bytes) -> None:
     except BaseException:
         pathlib.Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def discard_stdout() -> None:
+    """Points stdout at /dev/null, as Python's documentation advises once its reader has gone (a | head):
+    what is still buffered, and whatever is printed after, can then no longer raise BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -6,9 +6,7 @@ import collections
 import contextlib
 import dataclasses
 import math
-import os
 import pathlib
-import sys
 from collections.abc import Callable, Sequence
 
 import keras
@@ -23,6 +21,7 @@ from checkpoints import TrainingCheckpoints
 from config import Config
 from errors import UserError
 from evaluation import make_evaluate
+from files import discard_stdout
 from models.char_lstm import build_model
 from models.sampling import generate_text
 from optimization import make_optimizer
@@ -155,7 +154,7 @@ def train(
                 break
     except (KeyboardInterrupt, BrokenPipeError) as stop:
         if isinstance(stop, BrokenPipeError):  # the reader of the progress lines has gone (train.py | head)
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that what follows still runs
+            discard_stdout()  # so that the checkpoint, the export and the lines after them still happen
         interrupted = True  # keep what was learned so far, and make it resumable
         checkpoints.save()
     finally:
