@@ -1,7 +1,8 @@
 """The export directory, the one place that knows its layout: write it atomically, read it back, check it.
 
     <export_dir>/config.json       format version, every Config setting, steps_completed, vocab_size,
-                                   and the size and SHA-256 of the weights file
+                                   validation_bits_per_char (null without validation text), and the size
+                                   and SHA-256 of the weights file
     <export_dir>/vocab.json        the characters, in id order (pipeline/vocab.py)
     <export_dir>/model.weights.h5  Keras weights of models/char_lstm.build_model (no pickle anywhere)
     <export_dir>/saved_model/      TensorFlow SavedModel with a "generate" signature, for TF Serving or any
@@ -54,10 +55,17 @@ class Export:
     vocabulary: Vocabulary
     steps_completed: int
     weights: bytes = dataclasses.field(repr=False)  # the weights file as read with the config: the same export's
+    validation_bits_per_char: float | None = None  # of the exported weights; None without validation text or in older exports
 
 
 def write_export(
-    directory: str | os.PathLike, *, model: keras.Model, config: Config, vocabulary: Vocabulary, steps_completed: int
+    directory: str | os.PathLike,
+    *,
+    model: keras.Model,
+    config: Config,
+    vocabulary: Vocabulary,
+    steps_completed: int,
+    validation_bits_per_char: float | None = None,
 ) -> pathlib.Path:
     """Writes a complete export into a temporary directory beside `directory`, then swaps it in.
 
@@ -73,7 +81,14 @@ def write_export(
         staging = directory.with_name(f".{directory.name}.partial-{secrets.token_hex(4)}")
         try:
             staging.mkdir(0o777)  # not tempfile.mkdtemp's 0o700: an export follows the umask, as a shared folder should
-            _write_files(staging, model=model, config=config, vocabulary=vocabulary, steps_completed=steps_completed)
+            _write_files(
+                staging,
+                model=model,
+                config=config,
+                vocabulary=vocabulary,
+                steps_completed=steps_completed,
+                validation_bits_per_char=validation_bits_per_char,
+            )
             for path in staging.rglob("*"):
                 _fsync(path)
             _fsync(staging)
@@ -91,7 +106,9 @@ def write_export(
     return directory
 
 
-def _write_files(staging: pathlib.Path, *, model, config: Config, vocabulary: Vocabulary, steps_completed: int) -> None:
+def _write_files(
+    staging: pathlib.Path, *, model, config: Config, vocabulary: Vocabulary, steps_completed: int, validation_bits_per_char
+) -> None:
     model.save_weights(staging / WEIGHTS_FILE)
     save_generation_model(staging / SAVED_MODEL_DIR, model, vocabulary, lowercase=config.lowercase)
     weights_bytes = (staging / WEIGHTS_FILE).read_bytes()
@@ -99,6 +116,7 @@ def _write_files(staging: pathlib.Path, *, model, config: Config, vocabulary: Vo
         "format_version": FORMAT_VERSION,
         "steps_completed": steps_completed,
         "vocab_size": vocabulary.size,
+        "validation_bits_per_char": validation_bits_per_char,
         "weights": {"file": WEIGHTS_FILE, "bytes": len(weights_bytes), "sha256": hashlib.sha256(weights_bytes).hexdigest()},
         "config": config.to_json_dict(),
         "saved_model": {"directory": SAVED_MODEL_DIR, "signature": SIGNATURE},
@@ -184,6 +202,8 @@ def load_export(directory: str | os.PathLike) -> Export:
         config = Config.from_json_dict(manifest["config"])  # a UserError if a setting is out of range
         steps_completed = int(manifest["steps_completed"])
         vocab_size = int(manifest["vocab_size"])
+        validation = manifest.get("validation_bits_per_char")  # absent from exports written before it was kept
+        validation_bits_per_char = None if validation is None else float(validation)
     except (ValueError, KeyError, TypeError, UserError) as error:
         raise _damaged_config(directory, error) from None
     vocabulary = Vocabulary.from_json(files[VOCAB_FILE])  # bytes: bad UTF-8 is damage it reports
@@ -194,7 +214,12 @@ def load_export(directory: str | os.PathLike) -> Export:
         )
     _check_weights_file(directory, files[WEIGHTS_FILE], manifest.get("weights", {}))
     return Export(
-        directory=directory, config=config, vocabulary=vocabulary, steps_completed=steps_completed, weights=files[WEIGHTS_FILE]
+        directory=directory,
+        config=config,
+        vocabulary=vocabulary,
+        steps_completed=steps_completed,
+        weights=files[WEIGHTS_FILE],
+        validation_bits_per_char=validation_bits_per_char,
     )
 
 

@@ -293,7 +293,12 @@ def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief
     print(f"{'interrupted' if result.interrupted else 'done'}: {summary}")
     if is_chief:  # in multi-worker training every worker holds the same weights; one copy is enough
         directory = export.write_export(
-            cfg.export_dir, model=model, config=cfg, vocabulary=data.vocabulary, steps_completed=result.steps_completed
+            cfg.export_dir,
+            model=model,
+            config=cfg,
+            vocabulary=data.vocabulary,
+            steps_completed=result.steps_completed,
+            validation_bits_per_char=result.validation_bits_per_char,
         )
         print(f"exported to {directory}; generate with: python generate.py --export_dir={directory}")
         result = dataclasses.replace(result, export_dir=directory)

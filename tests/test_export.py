@@ -56,6 +56,20 @@ def test_config_json_is_readable_and_complete(tmp_path):
     assert set(manifest["config"]) == {f.name for f in dataclasses.fields(Config)}
 
 
+def test_validation_score_is_kept_and_older_exports_read_without_it(tmp_path):
+    model = build_model(CONFIG.model, VOCABULARY.size)
+    export.write_export(
+        tmp_path / "export", model=model, config=CONFIG, vocabulary=VOCABULARY, steps_completed=7, validation_bits_per_char=2.25
+    )
+    assert export.load_export(tmp_path / "export").validation_bits_per_char == 2.25
+
+    path = tmp_path / "export" / "config.json"
+    manifest = json.loads(path.read_text())
+    del manifest["validation_bits_per_char"]  # as exports were written before the score was kept
+    path.write_text(json.dumps(manifest))
+    assert export.load_export(tmp_path / "export").validation_bits_per_char is None
+
+
 def test_new_export_replaces_the_old_one_whole(tmp_path):
     write(tmp_path / "export", steps=1)
     write(tmp_path / "export", steps=2)
