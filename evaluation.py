@@ -22,13 +22,17 @@ class Score:
 
 
 def make_evaluate(model: keras.Model, strategy: tf.distribute.Strategy | None = None):
-    """A function: batches of (inputs, targets) -> (bits per character, number of characters scored)."""
+    """A function: batches of (inputs, targets, weights) -> (bits per character, number of characters scored).
+
+    Only windows of weight 1 count; those of weight 0 fill up the last batch (windows.make_scoring_batches).
+    """
     strategy = strategy or tf.distribute.get_strategy()
 
-    def replica_sums(inputs, targets):
+    def replica_sums(inputs, targets, weights):
         logits = tf.cast(model(inputs, training=False), tf.float32)
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)  # [batch, seq_len]
-        return tf.reduce_sum(losses), tf.size(targets)
+        chars = tf.reduce_sum(weights) * tf.cast(tf.shape(targets)[1], tf.float32)
+        return tf.reduce_sum(losses * weights[:, None]), chars
 
     @tf.function
     def summed_loss(batch):
@@ -43,7 +47,7 @@ def make_evaluate(model: keras.Model, strategy: tf.distribute.Strategy | None = 
         for batch in strategy.experimental_distribute_dataset(batches):
             nats, chars = summed_loss(batch)
             total_nats += float(nats)
-            total_chars += int(chars)
+            total_chars += round(float(chars))
         return total_nats / max(total_chars, 1) / LN2, total_chars
 
     return evaluate

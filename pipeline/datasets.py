@@ -38,7 +38,7 @@ class Book:
 @dataclasses.dataclass(frozen=True)
 class Datasets:
     train: tf.data.Dataset  # endless (inputs, targets), each int32 [batch_size, seq_len]
-    validation: tf.data.Dataset | None  # one pass, batches of up to batch_size; None without validation text
+    validation: tf.data.Dataset | None  # one pass, (inputs, targets, weights) [batch_size, ...]; None without validation text
     vocabulary: Vocabulary
     steps_per_epoch: int  # full training batches in one pass over the training text
     num_books: int
@@ -50,7 +50,7 @@ class Datasets:
 @dataclasses.dataclass(frozen=True)
 class EvaluationBook:
     name: str
-    batches: tf.data.Dataset  # (inputs, targets) int32 [<= batch_size, seq_len], in text order, each window once
+    batches: tf.data.Dataset  # (inputs, targets, weights) [batch_size, ...], in text order, each window once (weight 1)
     unknown_chars: collections.Counter  # characters outside the vocabulary: they count as the unknown id
 
 
@@ -111,13 +111,14 @@ def make_evaluation_books(cfg: Config, *, vocabulary: Vocabulary) -> Iterator[Ev
     """Every book of `cfg`'s corpus, whole, one at a time, as in-order batches of seq_len + 1 windows (as validation scores them)."""
     for book in read_books(cfg):
         ids = vocabulary.encode_text(book.text)
-        if windows.count_windows(len(ids), seq_len=cfg.seq_len) == 0:
+        num_windows = windows.count_windows(len(ids), seq_len=cfg.seq_len)
+        if num_windows == 0:
             raise UserError(
                 f"{book.name} is shorter than one window of --seq_len + 1 = {cfg.seq_len + 1} characters; "
                 "leave it out or lower --seq_len"
             )
         book_windows = tf.data.Dataset.from_tensors(windows.cut_windows(tf.constant(ids), seq_len=cfg.seq_len))
-        batches = windows.make_batches(book_windows, batch_size=cfg.batch_size, drop_remainder=False)
+        batches = windows.make_scoring_batches(book_windows, num_windows=num_windows, batch_size=cfg.batch_size)
         unknown = vocabulary.count_unknown_chars(book.text)
         yield EvaluationBook(name=book.name, batches=batches, unknown_chars=unknown)
 

@@ -159,12 +159,14 @@ def training_batches(
 
 
 def validation_batches(prepared: Prepared, *, seq_len: int, batch_size: int) -> tf.data.Dataset:
-    """Non-overlapping windows of every book's validation part, in corpus order, each scored once."""
+    """Non-overlapping windows of every book's validation part, in corpus order, each scored once: (input, target,
+    weight) batches, the last one filled up with windows of weight 0 (windows.make_scoring_batches)."""
     book_windows = tf.data.TFRecordDataset(list(prepared.validation_shards)).map(
         lambda record: windows.cut_windows(read_book_ids(record, prepared.id_dtype), seq_len=seq_len),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    return windows.make_batches(book_windows, batch_size=batch_size, drop_remainder=False)
+    num_windows = sum(windows.count_windows(n, seq_len=seq_len) for n in prepared.validation_chars)
+    return windows.make_scoring_batches(book_windows, num_windows=num_windows, batch_size=batch_size)
 
 
 def _write_shards(corpus, *, vocabulary, validation_fraction, key, staging, log) -> None:

@@ -80,3 +80,20 @@ def make_batches(blocks: tf.data.Dataset, *, batch_size: int, drop_remainder: bo
     return blocks.rebatch(batch_size, drop_remainder=drop_remainder).map(
         split_input_target, num_parallel_calls=tf.data.AUTOTUNE
     )
+
+
+def make_scoring_batches(book_windows: tf.data.Dataset, *, num_windows: int, batch_size: int) -> tf.data.Dataset:
+    """Windows [n, seq_len + 1] (any n per element), `num_windows` in all -> (input, target, weight) batches, all full.
+
+    input and target are int32 [batch_size, seq_len], weight float32 [batch_size]: 1 for every window given, 0 for
+    the all-zero windows that fill up the last batch. Five windows in batches of 4 -> weights [1, 1, 1, 1], [1, 0, 0, 0].
+    Every batch has the same shape, so each replica of a tf.distribute strategy gets an equal, non-empty share
+    (a TPU compiles one shape); scores weighted this way count every window once and padding not at all.
+    """
+    window_len = book_windows.element_spec.shape[-1]
+    dtype = book_windows.element_spec.dtype
+    padding = -num_windows % batch_size
+    weighted = book_windows.map(lambda w: (w, tf.ones(tf.shape(w)[:1], tf.float32)))
+    filler = tf.data.Dataset.from_tensors((tf.zeros([padding, window_len], dtype), tf.zeros([padding], tf.float32)))
+    batches = weighted.concatenate(filler).rebatch(batch_size, drop_remainder=True)
+    return batches.map(lambda w, weight: (*split_input_target(w), weight), num_parallel_calls=tf.data.AUTOTUNE)

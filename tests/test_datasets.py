@@ -27,7 +27,10 @@ def test_training_and_validation_windows_never_share_text(tiny_config):
     train_text, validation_text = book.text[:cut], book.text[cut:]
 
     decode = data.vocabulary.decode
-    validation_windows = [decode(x[i]) + decode(y[i, -1:]) for x, y in data.validation for i in range(len(x))]
+    batches = list(data.validation)
+    assert {tuple(x.shape) for x, _, _ in batches} == {(16, 32)}  # all full: the last one is filled up with weight 0
+    validation_windows = [decode(x[i]) + decode(y[i, -1:]) for x, y, w in batches for i in range(len(x)) if w[i] == 1]
+    assert sum(float(w.numpy().sum()) for _, _, w in batches) == len(validation_windows) > 16 * (len(batches) - 1)
     assert len(validation_windows) == len(validation_text) // 33
     assert all(window in validation_text for window in validation_windows)
     assert "".join(validation_windows) == validation_text[: len(validation_windows) * 33]

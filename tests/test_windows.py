@@ -6,6 +6,7 @@ from pipeline.windows import (
     count_windows,
     cut_windows,
     make_batches,
+    make_scoring_batches,
     mix_books,
     shuffle_rows,
     split_input_target,
@@ -77,3 +78,14 @@ def test_batches_run_on_across_blocks_and_drop_only_the_last_remainder():
     assert [inputs[:, 0].numpy().tolist() for inputs, _ in batches] == [[0, 0, 0, 1], [1, 1, 1, 2]]
     kept = make_batches(blocks, batch_size=4, drop_remainder=False)
     assert [len(inputs) for inputs, _ in kept] == [4, 4, 1]
+
+
+def test_scoring_batches_are_all_full_and_weigh_the_filler_windows_zero():
+    first, second = (tf.data.Dataset.from_tensors(tf.constant([[i, i + 10, i + 20]] * n)) for i, n in enumerate([3, 2]))
+    batches = make_scoring_batches(first.concatenate(second), num_windows=5, batch_size=4)
+    assert [(inputs.numpy().tolist(), targets.numpy().tolist(), weights.numpy().tolist()) for inputs, targets, weights in batches] == [
+        ([[0, 10]] * 3 + [[1, 11]], [[10, 20]] * 3 + [[11, 21]], [1, 1, 1, 1]),
+        ([[1, 11], [0, 0], [0, 0], [0, 0]], [[11, 21], [0, 0], [0, 0], [0, 0]], [1, 0, 0, 0]),
+    ]
+    exactly_full = make_scoring_batches(first, num_windows=3, batch_size=3)
+    assert [weights.numpy().tolist() for _, _, weights in exactly_full] == [[1, 1, 1]]
