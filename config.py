@@ -15,6 +15,7 @@ DEFAULT_BOOKS = (11, 84, 174, 1342, 1661, 2701)
 CORPUS_KINDS = ("gutenberg", "files")
 LR_DECAYS = ("cosine", "linear", "constant")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+WEB_WEIGHTS = ("float32", "float16", "int8")
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,22 @@ class Config:
         False,
         "generate.sampling",
         "Read seed-text characters the model never saw as 'unknown character' instead of refusing them.",
+    )
+
+    # --- web: export_web.py, the model as a static web page ---
+    out: str = _setting(
+        "site",
+        "web",
+        "Folder export_web.py writes the web page into (index.html, its scripts, model.json and the weights); "
+        "publish it on any static host.",
+        valid=LocalPath(),
+    )
+    web_weights: str = _setting(
+        "float32",
+        "web",
+        "Number type of the page's weights: float32 (as trained), float16 (half the download) or int8 (a quarter); "
+        "the browser computes in float32 either way.",
+        valid=OneOf(WEB_WEIGHTS),
     )
 
     @property
