@@ -1,7 +1,9 @@
 """Command-line plumbing shared by the entry scripts: Config fields as absl flags, clean error exits."""
 
+import dataclasses
 import errno
 import os
+import pathlib
 import select
 import sys
 import tempfile
@@ -12,7 +14,7 @@ from absl import app, flags, logging
 import config as config_lib
 from errors import UserError, os_error_reason
 from files import discard_stdout
-from pipeline import book_ids
+from pipeline import book_ids, catalog, sources
 
 FLAGS = flags.FLAGS
 # Flags defined through this module belong to the entry script that asked for them, so its --help lists them.
@@ -83,8 +85,8 @@ def define_config_flags(*groups: str, skip: tuple[str, ...] = ()) -> None:
             flags.DEFINE_float(f.name, default, help_text)
         elif f.type is str:
             flags.DEFINE_string(f.name, default, help_text)
-        else:  # tuple[int, ...]: a comma-separated list, parsed in config_from_flags
-            flags.DEFINE_list(f.name, [str(v) for v in default], help_text)
+        else:  # --books, a tuple of ids: kept as the text given (quotes, commas and all), resolved in config_from_flags
+            flags.DEFINE_string(f.name, ",".join(map(str, default)) if isinstance(default, tuple) else default, help_text)
 
 
 def config_from_flags(
@@ -96,14 +98,44 @@ def config_from_flags(
     in a --flagfile or through their environment variable, replace the saved ones.
     """
     values = config_lib.Config().to_json_dict() if base is None else base.to_json_dict()
+    books = None
     for f in config_lib.fields_in_groups(*groups, skip=skip):
         if base is not None and not _was_given(f.name):
             continue
-        value = FLAGS[f.name].value
-        if f.type not in (bool, int, float, str):  # --books, kept by DEFINE_list as its comma-separated items
-            value = book_ids.parse_book_ids(",".join(value))
-        values[f.name] = value
-    return config_lib.Config.from_json_dict(values)
+        if f.type in (bool, int, float, str):
+            values[f.name] = FLAGS[f.name].value
+        else:  # --books: read once the settings of the catalog its queries need are known
+            books = FLAGS[f.name].value
+    cfg = config_lib.Config.from_json_dict(values)
+    return cfg if books is None else resolve_books(books, cfg)
+
+
+def catalog_source(cfg: config_lib.Config) -> catalog.CatalogSource:
+    """The Gutenberg catalog of cfg's mirror, cached in its cache directory for --catalog_max_age days."""
+    return catalog.CatalogSource(
+        mirror=cfg.gutenberg_mirror,
+        cache_dir=pathlib.Path(cfg.cache_dir) if cfg.cache_dir else sources.default_cache_dir(),
+        max_age_days=cfg.catalog_max_age,
+        refresh=cfg.refresh_catalog,
+        download_options={"timeout": cfg.download_timeout},
+    )
+
+
+def resolve_books(text: str, cfg: config_lib.Config) -> config_lib.Config:
+    """`cfg` with the ebook ids that --books names; queries are looked up in the catalog of cfg's mirror (pipeline/catalog.py)."""
+    if not book_ids.holds_query(text):
+        return dataclasses.replace(cfg, books=book_ids.parse_book_ids(text), books_query="")
+    source = catalog_source(cfg)
+
+    def fetch_available(ids):
+        return sources.fetch_available_books(
+            ids, mirror=cfg.gutenberg_mirror, cache_dir=source.cache_dir, workers=cfg.download_workers, timeout=cfg.download_timeout
+        )
+
+    def select_books(query):
+        return catalog.choose_books(query, source, fetch_available=fetch_available if cfg.skip_missing_books else None)
+
+    return dataclasses.replace(cfg, books=book_ids.parse_book_ids(text, select_books=select_books), books_query=text)
 
 
 def _was_given(name: str) -> bool:

@@ -71,6 +71,7 @@ def _setting(default, group: str, help: str, *, valid: Range | OneOf | LocalPath
 
     Groups name who uses a setting ("run", "data", "model", "train", "generate"); a sub-group such as
     "data.fetch" says more (see fields_in_groups), so lists like "the settings free on resume" are derived.
+    "record" holds what a run notes down for its export and no flag sets (books_query).
     """
     return field(default=default, metadata={"group": group, "help": help, "valid": valid})
 
@@ -104,8 +105,15 @@ class Config:
     books: tuple[int, ...] = _setting(
         DEFAULT_BOOKS,
         "data.text",
-        "Project Gutenberg ebook ids for --corpus=gutenberg: ids and ranges, comma separated (84,1342,1000-1100), "
-        "or @FILE for a file of them (one or more per line, # starts a comment).",
+        "Project Gutenberg books for --corpus=gutenberg, comma separated: catalog queries (author:austen, "
+        "'lang:en subject:\"science fiction\" top:200'; terms author: title: subject: shelf: lang: type: top:N), "
+        "ids and ranges (84,1342,1000-1100), or @FILE for a file of ids (one or more per line, # starts a comment). "
+        "python books.py QUERY lists what a query selects.",
+    )
+    books_query: str = _setting(
+        "",
+        "record",
+        "The --books value as given when it held a catalog query; books holds the ids it selected (kept in the export).",
     )
     files: str = _setting(
         "",
@@ -133,6 +141,13 @@ class Config:
         "Seconds to wait for a mirror to connect or send more of a book before that attempt fails (3 attempts).",
         valid=Range(0, 3600, low_included=False, words="above 0 and at most 3600 seconds"),
     )
+    catalog_max_age: float = _setting(
+        7.0,
+        "data.fetch",
+        "Days a cached copy of the Gutenberg catalog (for --books queries) is used before it is fetched again.",
+        valid=Range(0, 100_000),
+    )
+    refresh_catalog: bool = _setting(False, "data.fetch", "Fetch the Gutenberg catalog again now, however new the cached copy.")
     skip_missing_books: bool = _setting(
         False, "data", "Warn about books that cannot be fetched and go on with the rest, instead of stopping."
     )

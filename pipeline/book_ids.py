@@ -1,28 +1,48 @@
-"""The --books syntax: "84,1342", "1000-1100", "@ids.txt" -> the ebook ids, in order, each once."""
+"""The --books syntax: "84,1342", "1000-1100", "@ids.txt", "author:austen lang:en" -> the ebook ids, in order, each once."""
 
 import pathlib
 import re
+from collections.abc import Callable, Sequence
 
 from errors import UserError
+from pipeline.book_queries import looks_like_query
 
 MAX_BOOK_IDS = 100_000  # more than Gutenberg holds: a larger --books is a typo in a range
 
 
-def parse_book_ids(text: str) -> tuple[int, ...]:
+def parse_book_ids(text: str, *, select_books: Callable[[str], Sequence[int]] | None = None) -> tuple[int, ...]:
     """The ebook ids that a --books value names, in order, each once.
 
     '84, 1342,1000-1003' -> (84, 1342, 1000, 1001, 1002, 1003); '@ids.txt' reads ids from a file,
     one or more per line (commas or spaces between them), ranges allowed, '#' starts a comment.
+    A catalog query between commas ('shelf:"Gothic Fiction",1342') is resolved by `select_books(query)`.
     """
     ids = []
-    for item in _id_items(text):
-        if item.startswith("@"):
-            ids.extend(_ids_in_file(item[1:]))
-        else:
-            ids.extend(_parse_id_item(item, where="--books"))
+    for item in _split_outside_quotes(text):
+        if looks_like_query(item):
+            if select_books is None:
+                raise UserError(f"--books {item!r} is a catalog query, which this command cannot look up; give ebook ids")
+            ids.extend(select_books(item))
+            continue
+        for word in _id_items(item):
+            if word.startswith("@"):
+                ids.extend(_ids_in_file(word[1:]))
+            else:
+                ids.extend(_parse_id_item(word, where="--books"))
         if len(ids) > MAX_BOOK_IDS:
             raise UserError(f"--books names more than {MAX_BOOK_IDS:,} ebooks; check its ranges")
     return tuple(dict.fromkeys(ids))
+
+
+def holds_query(text: str) -> bool:
+    """Whether a --books value holds a catalog query, and so needs the catalog."""
+    return any(looks_like_query(item) for item in _split_outside_quotes(text))
+
+
+def _split_outside_quotes(text: str) -> list[str]:
+    """'shelf:"Gothic, Horror",1342' -> ['shelf:"Gothic, Horror"', '1342']: the items between commas, stripped."""
+    items = re.findall(r'(?:"[^"]*"?|[^,"])+', text)
+    return [item.strip() for item in items if item.strip()]
 
 
 def _id_items(text: str) -> list[str]:

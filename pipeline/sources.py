@@ -76,6 +76,43 @@ def fetch_gutenberg_books(
     warning on `progress_stream` (default stderr) and the rest are returned, as long as one is left.
     """
     book_ids = list(dict.fromkeys(book_ids))
+    stream = progress_stream or sys.stderr
+    fetched, failures = fetch_available_books(
+        book_ids, mirror=mirror, cache_dir=cache_dir, workers=workers, timeout=timeout, attempts=attempts, backoff=backoff,
+        progress_stream=stream,
+    )
+    paths = dict(fetched)
+    could_not = f"{len(failures):,} of {len(book_ids):,} Gutenberg books could not be fetched"
+    if failures and not skip_missing:
+        raise UserError(
+            f"{could_not}:\n{list_failures(failures)}\n"
+            "Fix or drop those ids, or pass --skip_missing_books to go on without them"
+        )
+    if not paths:
+        raise UserError(
+            f"none of the {len(book_ids):,} Gutenberg books could be fetched, so there is no text to use:\n"
+            f"{list_failures(failures)}"
+        )
+    if failures:
+        print(f"warning: {could_not}; going on without them (--skip_missing_books):\n{list_failures(failures)}", file=stream)
+    return fetched
+
+
+def fetch_available_books(
+    book_ids: list[int],
+    *,
+    mirror: str,
+    cache_dir: pathlib.Path,
+    workers: int = 8,
+    timeout: float = DOWNLOAD_TIMEOUT_SECONDS,
+    attempts: int = DOWNLOAD_ATTEMPTS,
+    backoff: float = BACKOFF_SECONDS,
+    progress_stream=None,
+) -> tuple[list[tuple[int, pathlib.Path]], list[BookUnavailable]]:
+    """(id, cached path) of the books that could be had, and why each other one could not, both in the order given.
+
+    A failure that is not the book's (a full disk) raises at once.
+    """
     progress = _Progress(len(book_ids), progress_stream or sys.stderr)
     stop = threading.Event()  # set when this call ends early (Ctrl-C, a full disk): workers stop taking books
     options = dict(timeout=timeout, attempts=attempts, backoff=backoff, notify=progress.note, stop=stop)
@@ -94,26 +131,12 @@ def fetch_gutenberg_books(
     finally:
         stop.set()
         progress.finish()
-
     position = {book_id: i for i, book_id in enumerate(book_ids)}
     failures.sort(key=lambda error: position[error.book_id])
-    could_not = f"{len(failures):,} of {len(book_ids):,} Gutenberg books could not be fetched"
-    if failures and not skip_missing:
-        raise UserError(
-            f"{could_not}:\n{_list_failures(failures)}\n"
-            "Fix or drop those ids, or pass --skip_missing_books to go on without them"
-        )
-    if not paths:
-        raise UserError(
-            f"none of the {len(book_ids):,} Gutenberg books could be fetched, so there is no text to use:\n"
-            f"{_list_failures(failures)}"
-        )
-    if failures:
-        progress.note(f"warning: {could_not}; going on without them (--skip_missing_books):\n{_list_failures(failures)}")
-    return [(book_id, paths[book_id]) for book_id in book_ids if book_id in paths]
+    return [(book_id, paths[book_id]) for book_id in book_ids if book_id in paths], failures
 
 
-def _list_failures(failures: list[BookUnavailable]) -> str:
+def list_failures(failures: list[BookUnavailable]) -> str:
     """Indented lines: the first SHOWN_FAILURES failures with their reasons, then how many more (--books=1-5000)."""
     lines = [f"  {error}" for error in failures[:SHOWN_FAILURES]]
     if len(failures) > SHOWN_FAILURES:
@@ -172,7 +195,7 @@ def _fetch_gutenberg_book(
     stop: threading.Event | None = None,
 ) -> tuple[pathlib.Path, int]:
     """(cached path, bytes downloaded: 0 when the cache already held a good copy)."""
-    cached = pathlib.Path(cache_dir) / "gutenberg" / f"pg{book_id}.txt"
+    cached = cached_book_path(book_id, cache_dir=cache_dir)
     problem = cache_entry_problem(cached)
     if problem is None:
         return cached, 0
@@ -182,6 +205,11 @@ def _fetch_gutenberg_book(
     data = _download_book(book_id, url, timeout=timeout, attempts=attempts, backoff=backoff, stop=stop or threading.Event())
     write_cache_entry(cached, data)
     return cached, len(data)
+
+
+def cached_book_path(book_id: int, *, cache_dir: pathlib.Path) -> pathlib.Path:
+    """Where ebook `book_id` is kept once fetched (beside its checksum file, pg<id>.txt.sha256)."""
+    return pathlib.Path(cache_dir) / "gutenberg" / f"pg{book_id}.txt"
 
 
 def write_cache_entry(path: pathlib.Path, data: bytes) -> None:
@@ -211,22 +239,51 @@ def _checksum_path(path: pathlib.Path) -> pathlib.Path:
 
 def _download_book(book_id: int, url: str, *, timeout: float, attempts: int, backoff: float, stop: threading.Event) -> bytes:
     """The book's whole body at `url`, retrying transient failures with exponential backoff."""
-    what = f"Gutenberg book {book_id}"
+    try:
+        return download(url, what=f"Gutenberg book {book_id}", timeout=timeout, attempts=attempts, backoff=backoff, stop=stop)
+    except DownloadFailed as error:
+        raise BookUnavailable(book_id, str(error)) from None
+
+
+class DownloadFailed(UserError):
+    """A file could not be had from the mirror; the message names it, why, and what to do."""
+
+
+def download(
+    url: str,
+    *,
+    what: str,
+    read: Callable | None = None,
+    timeout: float = DOWNLOAD_TIMEOUT_SECONDS,
+    attempts: int = DOWNLOAD_ATTEMPTS,
+    backoff: float = BACKOFF_SECONDS,
+    stop: threading.Event | None = None,
+    expected: str = "the book's plain text",
+    if_missing: str = "check the id",
+    if_missing_locally: str = "check the id or --gutenberg_mirror",
+):
+    """`read(response)` of the file at `url` (default: its whole body), retrying transient failures with exponential backoff.
+
+    `what` names the file in messages ("Gutenberg book 84") and `expected` its content; `if_missing` and
+    `if_missing_locally` say what to do when a web mirror or a mirror directory lacks it.
+    `read` may stream the body (the catalog's RDF archive is over 100 MB); a body cut short raises in it, and is retried.
+    """
+    stop = stop or threading.Event()
     failed = f"{what} could not be downloaded from {url}"
     timed_out = f"no answer within --download_timeout={timeout:g} seconds"
     for attempt in range(1, attempts + 1):
         try:
-            return _download_once(url, timeout=timeout)
+            return _download_once(url, timeout=timeout, read=read or _read_body)
         except urllib.error.HTTPError as error:
             answered = f"answered {error.code} {error.reason}"
             if error.code in (404, 410):
-                raise BookUnavailable(book_id, f"{what} is not on the mirror ({url} {answered}); check the id") from None
+                raise DownloadFailed(f"{what} is not on the mirror ({url} {answered}); {if_missing}") from None
             reason = f"the server {answered}"
             if error.code < 500 and error.code != 429:  # only server trouble and rate limits pass with time
-                raise BookUnavailable(book_id, f"{failed}: {reason}; try another --gutenberg_mirror") from None
+                raise DownloadFailed(f"{failed}: {reason}; try another --gutenberg_mirror") from None
         except urllib.error.URLError as error:
             if url.startswith("file:"):
-                raise BookUnavailable(book_id, _local_mirror_problem(what, url, error.reason)) from None
+                raise DownloadFailed(_local_mirror_problem(what, url, error.reason, if_missing_locally)) from None
             reason = timed_out if _is_timeout(error.reason) else f"cannot reach the server ({error.reason})"
         except TimeoutError:
             reason = timed_out
@@ -236,42 +293,47 @@ def _download_book(book_id: int, url: str, *, timeout: float, attempts: int, bac
         except (http.client.HTTPException, OSError) as error:  # a dropped connection, a garbled answer
             reason = f"the connection failed ({error.__class__.__name__}: {error})"
         except _NotABook as error:
-            raise BookUnavailable(book_id, f"{failed}: {error}; try another --gutenberg_mirror") from None
+            raise DownloadFailed(f"{failed}: the mirror sent a web page, not {expected}; try another --gutenberg_mirror") from None
         if attempt < attempts and stop.wait(backoff * 2 ** (attempt - 1)):
             break
     times = f", {attempt} times" if attempt > 1 else ""
-    raise BookUnavailable(book_id, f"{failed}: {reason}{times}; try again later or use another --gutenberg_mirror")
+    raise DownloadFailed(f"{failed}: {reason}{times}; try again later or use another --gutenberg_mirror")
 
 
 class _NotABook(Exception):
-    pass
+    """The mirror answered with a web page."""
 
 
-def _download_once(url: str, *, timeout: float) -> bytes:
+def _read_body(response) -> bytes:
+    body = response.read()
+    # Some servers (and captive portals) answer a request for a missing or blocked file with a web page.
+    if body[:100].lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        raise _NotABook()
+    return body
+
+
+def _download_once(url: str, *, timeout: float, read: Callable):
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        content_type = response.headers.get("Content-Type", "")
-        body = response.read()
-    # Some servers (and captive portals) answer a request for a missing or blocked file with a web page.
-    if "html" in content_type or body[:100].lstrip().lower().startswith((b"<!doctype html", b"<html")):
-        raise _NotABook("the mirror sent a web page, not the book's plain text")
-    return body
+        if "html" in response.headers.get("Content-Type", ""):
+            raise _NotABook()
+        return read(response)
 
 
 def _is_timeout(reason) -> bool:
     return isinstance(reason, TimeoutError) or "timed out" in str(reason)
 
 
-def _local_mirror_problem(what: str, url: str, reason) -> str:
+def _local_mirror_problem(what: str, url: str, reason, if_missing: str) -> str:
     path = pathlib.Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
-    mirror = path.parents[3]  # <mirror>/cache/epub/<id>/pg<id>.txt
+    mirror = path.parents[3]  # <mirror>/cache/epub/<id>/pg<id>.txt, <mirror>/cache/epub/feeds/<feed>
     if not mirror.is_dir():
         return (
             f"{what}: the --gutenberg_mirror directory {mirror} does not exist; "
             "check --gutenberg_mirror (a web mirror starts with https://)"
         )
     if isinstance(reason, (FileNotFoundError, NotADirectoryError)):
-        return f"{what} is not in the mirror directory: {path} does not exist; check the id or --gutenberg_mirror"
+        return f"{what} is not in the mirror directory: {path} does not exist; {if_missing}"
     return f"{what} cannot be read from the mirror directory: {path}: {getattr(reason, 'strerror', None) or reason}"
 
 

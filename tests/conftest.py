@@ -2,6 +2,7 @@
 Gutenberg mirror on 127.0.0.1 for every way a download can fail."""
 
 import collections
+import functools
 import http.server
 import os
 import pathlib
@@ -30,6 +31,22 @@ def corpora_dir() -> pathlib.Path:
 def gutenberg_mirror(corpora_dir) -> pathlib.Path:
     """A local directory laid out like gutenberg.org: cache/epub/<id>/pg<id>.txt."""
     return corpora_dir / "gutenberg"
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_mirror(gutenberg_mirror):
+    """The local mirror served over HTTP on 127.0.0.1, as gutenberg.org would serve it."""
+    handler = functools.partial(QuietHandler, directory=str(gutenberg_mirror))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture

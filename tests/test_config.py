@@ -89,7 +89,10 @@ def test_every_number_setting_says_its_valid_range_where_it_is_defined():
 
 
 def test_lists_of_settings_come_from_their_groups():
-    assert names_in_groups("data.fetch") == ("gutenberg_mirror", "cache_dir", "download_workers", "download_timeout", "tfds_data_dir")
+    assert names_in_groups("data.fetch") == (
+        "gutenberg_mirror", "cache_dir", "download_workers", "download_timeout", "catalog_max_age", "refresh_catalog", "tfds_data_dir"
+    )
+    assert names_in_groups("record") == ("books_query",)  # kept in the export, set by no flag
     assert names_in_groups("data.text") == ("corpus", "books", "files", "tfds_split", "lowercase", "collapse_whitespace")
     assert names_in_groups("generate.sampling") == ("length", "temperature", "top_k", "top_p", "stop_at", "allow_unknown")
     assert set(names_in_groups("data")) > set(names_in_groups("data.fetch")) | {"seq_len", "batch_size"}

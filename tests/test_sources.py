@@ -1,6 +1,4 @@
-import functools
 import hashlib
-import http.server
 import io
 import re
 import subprocess
@@ -14,22 +12,6 @@ from errors import UserError
 from pipeline import sources
 
 FAST = dict(timeout=2.0, backoff=0.001)  # keeps retries quick; the slow-server case lowers the timeout further
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def http_mirror(gutenberg_mirror):
-    """The local mirror served over HTTP on 127.0.0.1, as gutenberg.org would serve it."""
-    handler = functools.partial(QuietHandler, directory=str(gutenberg_mirror))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 BOOK = b"*** START OF THE PROJECT GUTENBERG EBOOK FIVE ***\nFive little words.\n"
@@ -330,7 +312,7 @@ def test_books_flag_takes_ranges_and_files_and_refuses_typos(tmp_path):
         "cli.define_config_flags('data')\n"
         "def main(argv):\n"
         "    print(cli.config_from_flags('data').books)\n"
-        "    cli.FLAGS.books = ['5-3']\n"
+        "    cli.FLAGS.books = '5-3'\n"
         "    cli.config_from_flags('data')\n"
         "cli.run(main)\n"
     )
