@@ -1,6 +1,7 @@
 """An export as a static web page that generates text in the browser: write the folder, weights and all.
 
-    <out>/index.html, page.js, worker.js   the page and its generation code (copied from web/)
+    <out>/index.html, page.js, worker.js,  the page and its generation code (copied from web/)
+          multiply.wasm
     <out>/model.json                       the manifest: vocabulary, model facts, the page's default settings, and
                                            where each tensor lies in the weights file
     <out>/weights-<sha256 prefix>.bin      char_lstm.step_weights, little-endian; named by its content, so a
@@ -15,18 +16,19 @@ import json
 import os
 import pathlib
 
+import keras
 import numpy as np
 
 import export
-from config import Config
+from config import Config, ModelSettings
 from errors import UserError, os_error_reason
 from files import write_file_atomically
-from models.char_lstm import step_weights
+from models.char_lstm import build_model, step_weights
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "model.json"
 ASSETS_DIR = pathlib.Path(__file__).resolve().parent / "web"
-ASSET_FILES = ("index.html", "page.js", "worker.js")
+ASSET_FILES = ("index.html", "page.js", "worker.js", "multiply.wasm")  # multiply.wasm: built from web/multiply.wat
 MAX_PAGE_LENGTH = 100_000  # the page's length box allows at most this many characters (page.js)
 _ALIGNMENT = 16  # bytes: every tensor starts at a multiple, as typed arrays over the file need
 
@@ -79,6 +81,28 @@ def shrink(tensor: Tensor, dtype: str) -> Tensor:
         data = np.clip(np.round(tensor.data / scales[:, None]), -127, 127).astype(np.int8)
         return dataclasses.replace(tensor, data=data, scales=scales)
     raise ValueError(f"unknown weights type {dtype!r}")
+
+
+def browser_model(exported: export.Export, *, weights_dtype: str) -> keras.Model:
+    """A Keras model computing what the page computes with `weights_dtype` weights, for scoring them (evaluation.py).
+
+    build_model with the first LSTM's input part folded into the embedding: the embedding is first_gates
+    (embedding_dim = 4 * units), the first kernel the identity and its bias zero, so that every product
+    uses the page's (shrunk) values.
+    """
+    values = {tensor.name: tensor.values() for tensor in (shrink(t, weights_dtype) for t in site_tensors(exported))}
+    first_gates = values["first_gates"]
+    next_kernel_width = values["bias_1"].shape[0]
+    outgoing = values["outgoing_0"].T  # [units, 4 * units of LSTM 2 | 4 * units of LSTM 1]
+    settings = ModelSettings(embedding_dim=first_gates.shape[1], rnn_units=outgoing.shape[0], dropout=0.0)
+    model = build_model(settings, exported.vocabulary.size)
+    model.get_layer("embedding").set_weights([first_gates])
+    model.get_layer("lstm_1").set_weights(
+        [np.eye(first_gates.shape[1], dtype=np.float32), outgoing[:, next_kernel_width:], np.zeros(first_gates.shape[1], np.float32)]
+    )
+    model.get_layer("lstm_2").set_weights([outgoing[:, :next_kernel_width], values["outgoing_1"].T, values["bias_1"]])
+    model.get_layer("logits").set_weights([values["logits_kernel"].T, values["logits_bias"]])
+    return model
 
 
 def write_site(exported: export.Export, out: str | os.PathLike, *, config: Config | None = None, weights_dtype: str = "float32") -> pathlib.Path:

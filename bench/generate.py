@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from config import Config  # noqa: E402
+from config import Config, ModelSettings  # noqa: E402
 from models.char_lstm import build_model, reset_states, step_weights  # noqa: E402
 from models.sampling import FIRST_CHUNK_SIZE, MAX_CHUNK_CHARS, generate_ids, make_next_id_fn  # noqa: E402
 from models.serving import SIGNATURE, save_generation_model  # noqa: E402
@@ -41,9 +41,12 @@ FLAGS = flags.FLAGS
 VOCAB_SIZE = 100
 
 
-def chars_per_sec_of_ours(batch_size: int, length: int, repeats: int = 3) -> float:
-    """Characters per second after the first chunk (the first call pays for compiling the loop); the best of `repeats`."""
-    model = build_model(Config().model, VOCAB_SIZE)
+def chars_per_sec_of_ours(batch_size: int, length: int, repeats: int = 3, *, settings: ModelSettings | None = None) -> float:
+    """Characters per second after the first chunk (the first call pays for compiling the loop); the best of `repeats`.
+
+    The default-size model unless `settings` give another (bench/web.py measures the demo size too).
+    """
+    model = build_model(settings or Config().model, VOCAB_SIZE)
     seed_ids = np.random.default_rng(0).integers(1, VOCAB_SIZE, size=(batch_size, 20))
     best = 0.0
     for seed in range(repeats):

@@ -57,7 +57,7 @@ def python_probabilities(generator, prefix: str) -> np.ndarray:
 def test_site_holds_the_page_its_code_the_weights_and_the_vocabulary(site, exported):
     manifest = json.loads((site / "model.json").read_text(encoding="utf-8"))
     weights_file = manifest["weights"]["file"]
-    assert sorted(p.name for p in site.iterdir()) == sorted(["index.html", "model.json", "page.js", "worker.js", weights_file])
+    assert sorted(p.name for p in site.iterdir()) == sorted(["index.html", "model.json", "multiply.wasm", "page.js", "worker.js", weights_file])
     assert re.fullmatch(r"weights-[0-9a-f]{16}\.bin", weights_file)
     assert (site / weights_file).stat().st_size == manifest["weights"]["bytes"]
     assert manifest["vocabulary"]["chars"] == list(exported.vocabulary.chars)
@@ -81,7 +81,7 @@ def test_site_fetches_nothing_from_outside_its_folder(site):
     for reference in re.findall(r"(?:src|href)=\"([^\"]+)\"", html):
         assert (site / reference).is_file(), reference
     for script in ("page.js", "worker.js"):
-        for fetched in re.findall(r"(?:fetch|Worker)\(\"([^\"]+)\"", (site / script).read_text(encoding="utf-8")):
+        for fetched in re.findall(r"(?:fetch|fetchBytes|Worker)\(\"([^\"]+)\"", (site / script).read_text(encoding="utf-8")):
             assert (site / fetched).is_file(), fetched
 
 
@@ -102,6 +102,14 @@ def test_smaller_weights_stay_close_to_float32(exported):
             largest = np.abs(tensor.data).max()
             assert np.abs(small.values() - tensor.data).max() <= tolerance * largest, (tensor.name, dtype)
             assert small.data.dtype == (np.float32 if tensor.data.ndim == 1 else np.dtype(dtype))
+
+
+def test_browser_model_computes_what_the_page_does_for_scoring_smaller_weights(exported, python_generator):
+    ids = exported.vocabulary.encode(TEXT).numpy()[None, :]
+    expected = python_generator.model(ids, training=False).numpy()
+    np.testing.assert_allclose(web_export.browser_model(exported, weights_dtype="float32")(ids).numpy(), expected, atol=1e-5)
+    int8 = web_export.browser_model(exported, weights_dtype="int8")(ids).numpy()
+    assert 1e-4 < np.abs(int8 - expected).max() < 0.1 * np.abs(expected).max()
 
 
 def test_a_second_write_replaces_the_weights_file_and_keeps_other_files(site, exported):
@@ -153,18 +161,28 @@ def test_export_web_writes_the_site_and_names_a_damaged_export(exported, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def page(site):
+def open_page(site):
+    """A function: the page at a query string ("", "?runtime=js"), loaded; no page may throw meanwhile."""
     executable, why_not = web_browser.find_chromium()
     if executable is None:
         pytest.skip(f"no browser to test the web page in: {why_not}")
+    errors = []
     with web_browser.serve_folder(site) as url, web_browser.launch_chromium(executable) as browser:
-        page = browser.new_page()
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(url)
-        page.evaluate("charbook.ready")
-        yield page
-        assert errors == []
+
+        def open_page(query=""):
+            page = browser.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(url + query)
+            page.evaluate("charbook.ready")
+            return page
+
+        yield open_page
+    assert errors == []
+
+
+@pytest.fixture(scope="module")
+def page(open_page):
+    return open_page()
 
 
 def generate(page, *, seed_text="It was ", length=200, seed=3, temperature=0.8, top_k=0, top_p=1.0) -> str:
@@ -184,12 +202,14 @@ def test_page_shows_the_model_facts_and_the_export_settings(page):
 
 
 @pytest.mark.parametrize("prefix", ["I", "It was the best of ti", "café 🙂\nit"])
-def test_browser_probabilities_match_the_python_model(page, python_generator, prefix):
-    in_browser = np.array(page.evaluate("prefix => charbook.probabilities(prefix)", prefix))
+def test_browser_probabilities_match_the_python_model(page, open_page, python_generator, prefix):
     expected = python_probabilities(python_generator, prefix)
-    assert in_browser.shape == expected.shape
-    np.testing.assert_allclose(in_browser, expected, atol=1e-4, rtol=0)
     assert expected.max() > 3 * expected.min()  # weights that make the characters differ
+    for runtime, tab in (("WebAssembly SIMD", page), ("JavaScript", open_page("?runtime=js"))):
+        assert tab.evaluate("charbook.runtime") == runtime
+        in_browser = np.array(tab.evaluate("prefix => charbook.probabilities(prefix)", prefix))
+        assert in_browser.shape == expected.shape
+        np.testing.assert_allclose(in_browser, expected, atol=1e-4, rtol=0)
 
 
 def test_text_streams_into_the_page_character_by_character(page):
@@ -201,12 +221,12 @@ def test_text_streams_into_the_page_character_by_character(page):
           .observe(document.getElementById('output'), {childList: true, characterData: true, subtree: true});
     }"""
     )
-    text = generate(page, length=3000)
+    text = generate(page, length=20000)
     lengths, ticks = page.evaluate("clearInterval(ticker), [lengths, ticks]")
     seed_length = len("It was ")
-    assert len(text) == seed_length + 3000
+    assert len(text) == seed_length + 20000
     growing = [n for n in lengths if n > seed_length]
-    assert len(set(growing)) > 30 and growing[-1] == seed_length + 3000  # seen in many small pieces
+    assert len(set(growing)) > 30 and growing[-1] == seed_length + 20000  # seen in many small pieces
     assert growing[0] < seed_length + 100
     assert ticks > 0
 

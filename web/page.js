@@ -13,6 +13,7 @@ let requests = 0;
 
 window.charbook = {
   ready: null, // a promise: the model is loaded
+  runtime: null, // what runs the matrix products: "WebAssembly SIMD", or "JavaScript" (also with ?runtime=js)
   lastRun: null, // {chars, seconds, stopped} of the last generation
   firstCharSeconds: null, // from navigation start to the first character shown
   probabilities, // (prefix) -> next-character probabilities [vocab], as the Python model's softmax
@@ -30,16 +31,17 @@ window.charbook.ready = fetch("model.json")
     fillDefaults(manifest.defaults);
     return new Promise((resolve, reject) => {
       worker.onmessage = (event) => {
-        if (event.data.type === "ready") resolve();
+        if (event.data.type === "ready") resolve(event.data.runtime);
         else if (event.data.type === "error") reject(new Error(event.data.message));
       };
-      worker.postMessage({ type: "load", manifest });
+      worker.postMessage({ type: "load", manifest, runtime: new URLSearchParams(location.search).get("runtime") });
     });
   })
-  .then(() => {
+  .then((runtime) => {
+    window.charbook.runtime = runtime;
     worker.onmessage = onWorkerMessage;
     element("generate").disabled = false;
-    say("Ready.");
+    say(`Ready (${runtime}).`);
   })
   .catch((error) => {
     say(`error: ${error.message}`, true);

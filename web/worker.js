@@ -1,16 +1,18 @@
 // Generation off the page's thread: the network of models/char_lstm.py one character at a time (its `step`:
 // Embedding -> LSTM -> LSTM -> Dense, Keras' gate order i, f, c, o) and the samplers of models/sampling.py,
-// in plain JavaScript over Float32Arrays. bench/README.md has the measurements that chose this over WebAssembly.
+// over Float32Arrays. The matrix products, nearly all the time, run in WebAssembly SIMD (multiply.wat), or in
+// JavaScript where the browser lacks it or the page was opened with ?runtime=js (bench/README.md compares them).
 "use strict";
 
 let model = null;
 let running = null; // the generation under way: {job, stopped}
+let multiplyInWasm = null; // the WebAssembly product, if in use: (x, matrix, out) byte offsets, n, rows
 
 self.onmessage = (event) => {
   const message = event.data;
   if (message.type === "load") {
-    load(message.manifest).then(
-      (seconds) => self.postMessage({ type: "ready", seconds }),
+    load(message.manifest, message.runtime).then(
+      (seconds) => self.postMessage({ type: "ready", seconds, runtime: multiplyInWasm ? "WebAssembly SIMD" : "JavaScript" }),
       (error) => self.postMessage({ type: "error", message: String(error.message || error) }),
     );
   } else if (message.type === "generate") {
@@ -18,23 +20,25 @@ self.onmessage = (event) => {
   } else if (message.type === "stop") {
     if (running && running.job === message.job) running.stopped = true;
   } else if (message.type === "probabilities") {
-    const state = emptyState();
-    const logits = prime(message.ids, state);
+    const logits = prime(message.ids, model.probabilityState); // not the generation's: one may be under way
     self.postMessage({ type: "probabilities", request: message.request, probabilities: Array.from(softmax(logits)) });
   }
 };
 
 // --- weights: model.json describes each tensor of the weights file (web_export.py writes both) ---
 
-async function load(manifest) {
+async function load(manifest, runtime) {
   const start = performance.now();
-  const response = await fetch(manifest.weights.file);
-  if (!response.ok) throw new Error(`cannot load ${manifest.weights.file}: the server answered ${response.status}`);
-  const buffer = await response.arrayBuffer();
+  const [buffer, wasm] = await Promise.all([fetchBytes(manifest.weights.file), runtime === "js" ? null : fetchBytes("multiply.wasm")]);
   if (buffer.byteLength !== manifest.weights.bytes) {
     throw new Error(`${manifest.weights.file} is cut short or damaged (${buffer.byteLength} bytes, expected ${manifest.weights.bytes}); export the site again`);
   }
-  const tensor = (name) => readTensor(buffer, manifest.weights.tensors[name]);
+  // Every array the products read or write lives in one memory, which the WebAssembly product addresses by offset.
+  const specs = Object.values(manifest.weights.tensors);
+  const stateFloats = manifest.units.reduce((total, units, k) => total + 2 * units + manifest.weights.tensors[`outgoing_${k}`].shape[0], 0);
+  const floats = specs.reduce((total, spec) => total + spec.shape.reduce((a, b) => a * b, 1), 0) + 2 * (stateFloats + manifest.vocab_size);
+  const allocate = makeArena(floats + 4 * (specs.length + 6 * manifest.units.length + 2), wasm);
+  const tensor = (name) => readTensor(buffer, manifest.weights.tensors[name], allocate);
   const units = manifest.units;
   model = {
     units,
@@ -48,18 +52,56 @@ async function load(manifest) {
     logitsKernel: tensor("logits_kernel"), // [vocab, units[last]]
     logitsBias: tensor("logits_bias"),
   };
-  model.logits = new Float32Array(model.vocabSize);
+  // Per LSTM: c [units], h [units] and `both`, h @ outgoing [next LSTM's 4 * units | own 4 * units]; and the logits.
+  const makeState = () => {
+    const state = units.map((n, k) => ({ c: allocate(n), h: allocate(n), both: allocate(model.outgoing[k].length / n) }));
+    state.logits = allocate(model.vocabSize);
+    return state;
+  };
+  model.generationState = makeState();
+  model.probabilityState = makeState();
   model.scratch = new Float64Array(model.vocabSize);
   model.order = new Float64Array(model.vocabSize);
   return (performance.now() - start) / 1000;
 }
 
-function readTensor(buffer, spec) {
+async function fetchBytes(file) {
+  const response = await fetch(file);
+  if (!response.ok) throw new Error(`cannot load ${file}: the server answered ${response.status}`);
+  return response.arrayBuffer();
+}
+
+// A function handing out zeroed Float32Arrays of one memory of `floats` floats (each 16-byte aligned): a
+// WebAssembly memory with the product compiled into it when `wasm` is given and the browser runs it.
+function makeArena(floats, wasm) {
+  const bytes = floats * 4;
+  let buffer = null;
+  multiplyInWasm = null;
+  if (wasm && WebAssembly.validate(wasm)) {
+    try {
+      const memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / 65536) });
+      multiplyInWasm = new WebAssembly.Instance(new WebAssembly.Module(wasm), { env: { memory } }).exports.multiply;
+      buffer = memory.buffer;
+    } catch (error) {
+      multiplyInWasm = null; // too large a memory for this browser: JavaScript it is
+    }
+  }
+  buffer = buffer || new ArrayBuffer(bytes);
+  let next = 0;
+  return (count) => {
+    const view = new Float32Array(buffer, next, count);
+    next += Math.ceil(count / 4) * 16;
+    return view;
+  };
+}
+
+function readTensor(buffer, spec, allocate) {
   const count = spec.shape.reduce((a, b) => a * b, 1);
+  const values = allocate(count);
   // Typed arrays read the platform's byte order: little-endian on every platform browsers run on, as written.
-  if (spec.dtype === "float32") return new Float32Array(buffer, spec.offset, count);
-  const values = new Float32Array(count);
-  if (spec.dtype === "float16") {
+  if (spec.dtype === "float32") {
+    values.set(new Float32Array(buffer, spec.offset, count));
+  } else if (spec.dtype === "float16") {
     const halves = new Uint16Array(buffer, spec.offset, count);
     for (let i = 0; i < count; i++) values[i] = halfToFloat(halves[i]);
   } else if (spec.dtype === "int8") {
@@ -85,16 +127,7 @@ function halfToFloat(bits) {
 
 // --- the network, as char_lstm.step ---
 
-function emptyState() {
-  // Per LSTM: c [units] and `both`, h @ outgoing [next LSTM's 4 * units | own 4 * units]; h = c = 0.
-  return model.units.map((units, k) => ({
-    c: new Float32Array(units),
-    h: new Float32Array(units),
-    both: new Float32Array(model.outgoing[k].length / units),
-  }));
-}
-
-// One character: id -> the logits [vocab] of the next one (model.logits, overwritten by the next call).
+// One character: id -> the logits [vocab] of the next one (state.logits, overwritten by the next call).
 function step(id, state) {
   const { units, outgoing } = model;
   let gates = model.firstGates.subarray(id * 4 * units[0], (id + 1) * 4 * units[0]);
@@ -117,18 +150,23 @@ function step(id, state) {
       for (let j = 0; j < gates.length; j++) gates[j] += bias[j];
     }
   }
-  multiply(state[units.length - 1].h, model.logitsKernel, model.logits);
-  for (let j = 0; j < model.logits.length; j++) model.logits[j] += model.logitsBias[j];
-  return model.logits;
+  const logits = state.logits;
+  multiply(state[units.length - 1].h, model.logitsKernel, logits);
+  for (let j = 0; j < logits.length; j++) logits[j] += model.logitsBias[j];
+  return logits;
 }
 
 function sigmoid(x) {
   return 1 / (1 + Math.exp(-x));
 }
 
-// out[j] = sum_i x[i] * matrix[j, i], matrix stored one row per output. Eight independent sums per row:
-// twice as fast as one in V8, which does not vectorize (bench/README.md).
+// out[j] = sum_i x[i] * matrix[j, i], matrix stored one row per output.
 function multiply(x, matrix, out) {
+  if (multiplyInWasm) {
+    multiplyInWasm(x.byteOffset, matrix.byteOffset, out.byteOffset, x.length, out.length);
+    return;
+  }
+  // Eight independent sums per row: twice as fast as one in V8, which does not vectorize.
   const n = x.length;
   const rows = out.length;
   for (let j = 0; j < rows; j++) {
@@ -151,8 +189,13 @@ function multiply(x, matrix, out) {
   }
 }
 
-// Reads the seed ids from the empty state; returns the logits after the last one (sampling.prime).
+// Reads the seed ids from the empty state (h = c = 0); returns the logits after the last one (sampling.prime).
 function prime(ids, state) {
+  for (const { c, h, both } of state) {
+    c.fill(0);
+    h.fill(0);
+    both.fill(0);
+  }
   let logits = null;
   for (const id of ids) logits = step(id, state);
   return logits;
@@ -245,7 +288,7 @@ async function generate({ job, ids, length, temperature, topK, topP, seed }) {
   const mine = { job, stopped: false };
   running = mine;
   const settings = { temperature, topK, topP };
-  const state = emptyState();
+  const state = model.generationState;
   let logits = prime(ids, state);
   const start = performance.now();
   let position = 0;
