@@ -3,7 +3,7 @@
 "use strict";
 
 const element = (id) => document.getElementById(id);
-const worker = new Worker("worker.js");
+let worker = null;
 let manifest = null;
 let idOf = null; // character -> id
 let job = 0;
@@ -19,7 +19,14 @@ window.charbook = {
   probabilities, // (prefix) -> next-character probabilities [vocab], as the Python model's softmax
 };
 
-window.charbook.ready = fetch("model.json")
+window.charbook.ready = Promise.resolve()
+  .then(() => {
+    if (location.protocol === "file:") {
+      throw new Error("browsers run this page only from a web server, not opened as a file: serve its folder, e.g. python3 -m http.server -d FOLDER, then open http://localhost:8000");
+    }
+    worker = new Worker("worker.js");
+    return fetch("model.json");
+  })
   .then((response) => {
     if (!response.ok) throw new Error(`cannot load model.json: the server answered ${response.status}`);
     return response.json();
