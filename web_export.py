@@ -129,7 +129,7 @@ def write_site(exported: export.Export, out: str | os.PathLike, *, config: Confi
         "facts": describe(exported, weights_dtype=weights_dtype, weights_bytes=len(weights)),
         "defaults": {
             "seed_text": config.seed_text,
-            "length": min(config.length, MAX_PAGE_LENGTH) or 500,
+            "length": min(max(config.length, 1), MAX_PAGE_LENGTH),
             "temperature": config.temperature,
             "top_k": config.top_k,
             "top_p": config.top_p,

@@ -214,6 +214,21 @@ def test_browser_probabilities_match_the_python_model(page, open_page, python_ge
         np.testing.assert_allclose(in_browser, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("weights_dtype", ["float16", "int8"])
+def test_smaller_weights_compute_in_the_browser_what_python_scores(open_page, exported, tmp_path, weights_dtype):
+    prefix = "It was the best of ti"
+    ids = exported.vocabulary.encode(prefix).numpy()[None, :]
+    logits = web_export.browser_model(exported, weights_dtype=weights_dtype)(ids)[0, -1].numpy().astype(np.float64)
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    web_export.write_site(exported, tmp_path, weights_dtype=weights_dtype)
+    with web_browser.serve_folder(tmp_path) as url:
+        tab = open_page.browser.new_page()
+        tab.goto(url)
+        in_browser = np.array(tab.evaluate("prefix => charbook.probabilities(prefix)", prefix))
+        tab.close()
+    np.testing.assert_allclose(in_browser, expected, atol=1e-4, rtol=0)
+
+
 def test_text_streams_into_the_page_character_by_character(page):
     # Record the output's length in characters (not UTF-16 units: the vocabulary has an emoji) at every change, and count timer ticks: the page stays responsive meanwhile.
     page.evaluate(
