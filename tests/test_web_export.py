@@ -259,7 +259,8 @@ def test_same_seed_writes_the_same_text_and_the_python_generator_does_too(page, 
     assert generate(page, temperature=0) == python_generator.generate("It was ", length=200, temperature=0, seed=0)
 
 
-def test_stop_ends_generation_at_once(page):
+def test_stop_ends_generation_at_once(open_page):
+    page = open_page("?runtime=js")  # the slower products: 100,000 characters take seconds, time enough to press Stop
     page.fill("#length", "100000")
     page.evaluate("charbook.lastRun = null")
     page.click("#generate")
@@ -272,6 +273,7 @@ def test_stop_ends_generation_at_once(page):
     page.wait_for_timeout(200)
     assert page.text_content("#output") == shown
     assert page.inner_text("#status").startswith("Stopped") and page.is_enabled("#generate") and not page.is_enabled("#stop")
+    page.close()
 
 
 def test_page_opened_as_a_file_says_to_serve_it(open_page, site):
