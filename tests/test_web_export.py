@@ -158,6 +158,15 @@ def test_export_web_writes_the_site_and_names_a_damaged_export(exported, tmp_pat
     ]
 
 
+def test_without_a_browser_the_reason_says_how_to_get_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("CHARBOOK_CHROMIUM", str(tmp_path / "chromium"))
+    assert web_browser.find_chromium() == (
+        None,
+        f"no headless Chromium at {tmp_path / 'chromium'}: apt-get install chromium-headless-shell (as .ci/run does), "
+        "or set CHARBOOK_CHROMIUM to a Chromium binary",
+    )
+
+
 # --- the page, in headless Chromium ---
 
 
