@@ -83,6 +83,23 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
     return sum(cluster.num_tasks(job) for job in cluster.jobs if job in ("chief", "worker"))
 
 
+def values_of_workers(strategy: tf.distribute.Strategy, value: int) -> list[int]:
+    """`value` as each worker holds it, in worker order: [value] alone outside multi-worker training.
+
+    A collective operation: every worker must call it, and each gets the same list.
+    """
+    workers = num_workers(strategy)
+    if workers == 1:
+        return [value]
+
+    @tf.function
+    def gather(value):
+        return strategy.run(lambda: tf.distribute.get_replica_context().all_gather(value[None], axis=0))
+
+    per_replica = strategy.experimental_local_results(gather(tf.constant(value, tf.int64)))[0].numpy().tolist()
+    return per_replica[:: len(per_replica) // workers]  # each worker's replicas hold its value
+
+
 def set_precision(mixed: bool, strategy: tf.distribute.Strategy) -> str:
     """Sets Keras' global dtype policy for the models built next and returns its name.
 

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import math
 import pathlib
+import re
 from collections.abc import Callable, Sequence
 
 import keras
@@ -25,7 +26,7 @@ from files import discard_stdout
 from models.char_lstm import build_model
 from models.sampling import generate_text
 from optimization import make_optimizer
-from pipeline.datasets import Datasets, make_datasets
+from pipeline.datasets import Datasets, make_datasets, worker_batches
 from pipeline.vocab import Vocabulary
 from progress import LN2, ProgressReport
 
@@ -75,7 +76,8 @@ def run(cfg: Config) -> TrainResult:
             held.enter_context(workdirs.exclusive_use(cfg.checkpoint_dir, flag="--checkpoint_dir"))
         export.check_can_write(cfg.export_dir)
         checkpoints_lib.check_can_use(cfg.checkpoint_dir)
-        return _train_and_export(cfg, strategy, is_chief=is_chief)
+        with _stop_when_a_worker_is_lost(cfg, strategy):
+            return _train_and_export(cfg, strategy, is_chief=is_chief)
 
 
 def train(
@@ -100,8 +102,7 @@ def train(
     """
     first_step = int(checkpoints.step.numpy())
     chars_per_step = cfg.batch_size * cfg.seq_len
-    # The batches are a fixed function of --seed, so skipping those already trained on resumes the stream.
-    batches = iter(strategy.experimental_distribute_dataset(data.train.skip(first_step)))
+    batches = iter(_distribute_training_batches(data.train, strategy, first_step=first_step))
     train_step = make_train_step(model, optimizer, strategy, global_batch_size=cfg.batch_size)
     evaluate = make_evaluate(model, strategy)
     writer = tf.summary.create_file_writer(cfg.logdir) if write_logs else tf.summary.create_noop_writer()
@@ -155,6 +156,12 @@ def train(
     except (KeyboardInterrupt, BrokenPipeError) as stop:
         if isinstance(stop, BrokenPipeError):  # the reader of the progress lines has gone (train.py | head)
             discard_stdout()  # so that the checkpoint, the export and the lines after them still happen
+        if distribute.num_workers(strategy) > 1:
+            # Saving takes every worker (a collective operation) and the others are still training, so none can
+            # be saved now: this worker leaves, and the others stop when they find it gone (_stop_when_a_worker_is_lost).
+            resume = f"resume from the checkpoint of step {saved_step:,}" if saved_step else "start again"
+            print(f"interrupted at step {int(checkpoints.step.numpy()):,}: every worker of this run stops; rerun every worker to {resume}")
+            raise KeyboardInterrupt from None
         interrupted = True  # keep what was learned so far, and make it resumable
         checkpoints.save()
     finally:
@@ -204,6 +211,24 @@ def make_train_step(
     return train_step
 
 
+def _distribute_training_batches(train: tf.data.Dataset, strategy: tf.distribute.Strategy, *, first_step: int):
+    """The training batches from `first_step` on, each worker's share split among its replicas (worker_batches).
+
+    The batches are a fixed function of --seed, so skipping those already trained on resumes the stream.
+    """
+
+    def this_workers_batches(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        return worker_batches(
+            train,
+            first_step=first_step,
+            worker=context.input_pipeline_id,
+            num_workers=context.num_input_pipelines,
+            replicas_per_worker=context.num_replicas_in_sync // context.num_input_pipelines,
+        )
+
+    return strategy.distribute_datasets_from_function(this_workers_batches)
+
+
 def _spread_overflow(gradients: list) -> list:
     """One replica's gradients, made not finite when any replica's are not; called in a replica context.
 
@@ -242,7 +267,7 @@ def has_diverged(recent_losses: Sequence[float], *, vocab_size: int) -> bool:
 def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief: bool) -> TrainResult:
     precision = distribute.set_precision(cfg.mixed_precision, strategy)
     keras.utils.set_random_seed(cfg.seed)  # first: tf.data's seeded shuffles depend on TensorFlow's global seed too
-    data = make_datasets(cfg, num_workers=distribute.num_workers(strategy))
+    data = make_datasets(cfg)
     print(
         f"corpus: {data.num_books} book(s), {data.train_chars:,} training and {data.validation_chars:,} validation "
         f"characters, {data.vocabulary.size} ids in the vocabulary; prepared data in {data.prepared_dir}"
@@ -260,6 +285,7 @@ def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief
             cfg.checkpoint_dir, model=model, optimizer=optimizer, keep=cfg.keep_checkpoints, is_chief=is_chief
         )
     first_step = checkpoints.restore_or_start(cfg, data.vocabulary)
+    _check_workers_resume_together(cfg, strategy, first_step)
     if first_step > total_steps:
         raise UserError(
             f"the checkpoints in {cfg.checkpoint_dir} are at step {first_step:,}, past the {total_steps:,} steps asked for; "
@@ -328,6 +354,40 @@ def _check_directories_apart(cfg: Config) -> None:
                 f"{flag}={path} is inside --export_dir={cfg.export_dir}, which each export replaces whole; "
                 f"choose a {flag} outside it, or leave it out for the default beside it, {default}"
             )
+
+
+# What a collective operation raises when another worker has stopped (its heartbeats cease) or cannot be reached.
+_WORKER_LOST_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError, tf.errors.CancelledError)
+
+
+@contextlib.contextmanager
+def _stop_when_a_worker_is_lost(cfg: Config, strategy: tf.distribute.Strategy):
+    """In multi-worker training, another worker gone (Ctrl-C, kill, a crash) ends this one with a clear message."""
+    try:
+        yield
+    except _WORKER_LOST_ERRORS as error:
+        if distribute.num_workers(strategy) == 1:
+            raise
+        lost = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", str(error))))
+        raise UserError(
+            f"another worker of this multi-worker run stopped or cannot be reached ({', '.join(lost) or 'TensorFlow does not say which'}), "
+            f"so this one stops too; rerun every worker: training resumes from the last checkpoint in "
+            f"--checkpoint_dir={cfg.checkpoint_dir}"
+        ) from None
+
+
+def _check_workers_resume_together(cfg: Config, strategy: tf.distribute.Strategy, first_step: int) -> None:
+    """Workers that restored different steps would wait for one another's collectives forever; say why instead."""
+    steps = distribute.values_of_workers(strategy, first_step)
+    if len(set(steps)) == 1:
+        return
+    each = ", ".join(f"worker {index}: {'a fresh start' if step == 0 else f'step {step:,}'}" for index, step in enumerate(steps))
+    raise UserError(
+        f"the {len(steps)} workers would resume from different checkpoints ({each}): each worker restores from "
+        f"--checkpoint_dir={cfg.checkpoint_dir} as it sees it, and only the chief writes there; give every worker "
+        "the same shared directory (a network filesystem mounted at the same path on every machine), or copy the "
+        "chief's checkpoints to the others, then rerun every worker"
+    )
 
 
 def _check_batch_splits_evenly(cfg: Config, strategy: tf.distribute.Strategy) -> None:

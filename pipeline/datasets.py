@@ -54,7 +54,7 @@ class EvaluationBook:
     unknown_chars: collections.Counter  # characters outside the vocabulary: they count as the unknown id
 
 
-def make_datasets(cfg: Config, *, vocabulary: Vocabulary | None = None, num_workers: int = 1, log=print) -> Datasets:
+def make_datasets(cfg: Config, *, vocabulary: Vocabulary | None = None, log=print) -> Datasets:
     """Training and validation batches for `cfg`, from prepared data (prepared first if needed).
 
     The vocabulary is counted from the training text (--max_vocab, --min_char_count) unless given.
@@ -96,7 +96,7 @@ def make_datasets(cfg: Config, *, vocabulary: Vocabulary | None = None, num_work
         validation = prepared.validation_batches(data, seq_len=cfg.seq_len, batch_size=cfg.batch_size)
         validation = validation.with_options(_shard_by_batch()).prefetch(tf.data.AUTOTUNE)
     return Datasets(
-        train=_distribute(train, cfg, shard_by_file=len(data.train_shards) >= num_workers),
+        train=_run_options(train, cfg),
         validation=validation,
         vocabulary=vocabulary,
         steps_per_epoch=train_windows // cfg.batch_size,
@@ -204,14 +204,30 @@ def _clean(cfg: Config, name: str, raw: bytes) -> Book:
     return Book(name, cleaned.text, cleaning_note=cleaned.removal_note(name))
 
 
-def _distribute(train: tf.data.Dataset, cfg: Config, *, shard_by_file: bool) -> tf.data.Dataset:
-    """Options for running the training batches: order (--deterministic), sharding by file, the tf.data service."""
+def worker_batches(
+    train: tf.data.Dataset, *, first_step: int, worker: int, num_workers: int, replicas_per_worker: int
+) -> tf.data.Dataset:
+    """One worker's part of the training batches from step `first_step` on: (input, target) per-replica batches.
+
+    Worker w of n keeps rows [w * b/n, (w + 1) * b/n) of every global batch of b rows, split among its
+    replicas in order. So the replicas together train on exactly the batches that one device would, in
+    the same order, however many workers and replicas there are; and a run resumed at step s (by any number
+    of workers) continues the very same stream, s global batches in. Every worker runs the whole input
+    pipeline for this, which costs little: it makes batches over a thousand times faster than training
+    uses them (bench/README.md). Global batches [8, ...], 2 workers of 2 replicas: worker 1 yields rows 4-5, then 6-7.
+    """
+    rows = train.element_spec[0].shape[0] // num_workers
+    first, end = worker * rows, (worker + 1) * rows
+    mine = train.skip(first_step).map(lambda inputs, targets: (inputs[first:end], targets[first:end]))
+    return mine.rebatch(rows // replicas_per_worker, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _run_options(train: tf.data.Dataset, cfg: Config) -> tf.data.Dataset:
+    """Options for running the training batches: order (--deterministic), the tf.data service."""
     options = tf.data.Options()
     options.deterministic = cfg.deterministic
-    # Workers of a tf.distribute strategy each read their own shard files rather than every file; with
-    # fewer files than workers, each worker reads them all and keeps its share of the batches.
-    policy = tf.data.experimental.AutoShardPolicy.FILE if shard_by_file else tf.data.experimental.AutoShardPolicy.DATA
-    options.experimental_distribute.auto_shard_policy = policy
+    # worker_batches gives each worker its share; tf.distribute must not shard the data again.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     train = train.with_options(options)
     if cfg.data_service_address:
         train = train.apply(

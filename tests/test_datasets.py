@@ -1,10 +1,12 @@
 import dataclasses
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import gutenberg_file
 from errors import UserError
-from pipeline.datasets import TEXT_SETTINGS, make_corpus, make_datasets, read_books
+from pipeline.datasets import TEXT_SETTINGS, make_corpus, make_datasets, read_books, worker_batches
 
 
 def test_batches_of_shifted_windows_from_a_real_book(tiny_config):
@@ -169,3 +171,21 @@ def test_many_cut_books_are_named_up_to_ten_then_counted(tiny_config, tmp_path, 
     assert notes[10:] == [
         "note: and 3 more books kept less than 90% of their characters after removing Gutenberg headers and licences"
     ]
+
+
+@pytest.mark.parametrize("first_step", [0, 3])
+def test_workers_and_replicas_share_the_very_batches_one_device_trains_on(tiny_config, first_step):
+    def training_batches():  # as a new process makes them: each pass over a dataset object is shuffled anew
+        tf.random.set_seed(0)
+        return make_datasets(tiny_config).train  # global batches of 16 rows
+
+    one_device = [inputs.numpy() for inputs, _ in training_batches().take(6)]
+    # Two workers of two replicas each: every worker yields 2 per-replica batches of 4 rows per step.
+    shares = []
+    for w in range(2):
+        share = worker_batches(training_batches(), first_step=first_step, worker=w, num_workers=2, replicas_per_worker=2)
+        shares.append([inputs.numpy() for inputs, _ in share.take(4)])
+    assert {share.shape for worker in shares for share in worker} == {(4, 32)}
+    for step in range(2):  # the replicas' rows, worker by worker, make up the global batch of that step
+        rebuilt = np.concatenate([shares[w][2 * step + r] for w in range(2) for r in range(2)])
+        np.testing.assert_array_equal(rebuilt, one_device[first_step + step])

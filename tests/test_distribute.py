@@ -3,6 +3,7 @@ TPUs found in fake device trees of TPU VMs (and TensorFlow, without TPU support 
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -136,28 +137,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_workers_train_together_and_only_the_chief_exports(gutenberg_mirror, tmp_path):
+def start_workers(flags: list[str], *, own_flags) -> list[subprocess.Popen]:
+    """train.py in two processes on this machine, as two workers of one MultiWorkerMirroredStrategy run.
+
+    own_flags(index) -> the flags that differ per worker (each its own --cache_dir, as on two machines).
+    """
     workers = [f"localhost:{free_port()}" for _ in range(2)]
-    flags = [
-        "--strategy=multiworker",
-        "--books=11",
-        f"--gutenberg_mirror={gutenberg_mirror}",
-        f"--cache_dir={tmp_path / 'cache'}",
-        f"--export_dir={tmp_path / 'export'}",
-        "--seq_len=20",
-        "--batch_size=16",
-        "--embedding_dim=8",
-        "--rnn_units=16",
-        "--steps=12",
-        "--log_every=4",
-        "--sample_length=20",
-    ]
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         processes.append(
             subprocess.Popen(
-                [sys.executable, str(PROJECT_ROOT / "train.py"), *flags],
+                [sys.executable, str(PROJECT_ROOT / "train.py"), "--strategy=multiworker", *flags, *own_flags(index)],
                 env={**os.environ, "TF_CONFIG": json.dumps(tf_config)},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -165,13 +156,82 @@ def test_two_workers_train_together_and_only_the_chief_exports(gutenberg_mirror,
                 cwd=PROJECT_ROOT,
             )
         )
+    return processes
+
+
+def run_workers(flags: list[str], *, own_flags) -> list[tuple[int, str, str]]:
+    processes = start_workers(flags, own_flags=own_flags)
     outputs = [process.communicate(timeout=400) for process in processes]
-    for process, (stdout, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr
-        assert "MultiWorkerMirroredStrategy over 2 replica(s)" in stdout
-    assert "exported to" in outputs[0][0] and "exported to" not in outputs[1][0]
+    return [(process.returncode, *output) for process, output in zip(processes, outputs)]
+
+
+def test_two_workers_train_resume_together_or_refuse_when_their_checkpoints_differ(gutenberg_mirror, tmp_path):
+    flags = [
+        "--books=31469",
+        f"--gutenberg_mirror={gutenberg_mirror}",
+        f"--export_dir={tmp_path / 'export'}",
+        "--seq_len=32",
+        "--batch_size=8",  # validation's last batch is not full: its filler windows keep every replica's share equal
+        "--embedding_dim=8",
+        "--rnn_units=16",
+        "--log_every=4",
+        "--sample_length=20",
+    ]
+
+    def on_two_machines(index):  # nothing shared: each worker its own cache and checkpoint directory
+        return [f"--cache_dir={tmp_path / f'cache{index}'}", f"--checkpoint_dir={tmp_path / f'checkpoints{index}'}"]
+
+    first = run_workers([*flags, "--steps=12"], own_flags=on_two_machines)
+    for returncode, stdout, stderr in first:
+        assert returncode == 0, stderr
+        assert "MultiWorkerMirroredStrategy over 2 replica(s)" in stdout and "validation" in stdout
+    assert "exported to" in first[0][1] and "exported to" not in first[1][1]
     assert export.load_export(tmp_path / "export").steps_completed == 12
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "export", "export.checkpoints", "export.logs"]
+    assert not (tmp_path / "checkpoints1").exists()  # only the chief writes checkpoints
+
+    # Resumed, the chief would start at step 12 and the other worker afresh: both refuse, none hangs.
+    refused = run_workers([*flags, "--steps=20"], own_flags=on_two_machines)
+    for returncode, stdout, stderr in refused:
+        assert returncode == 2, stderr
+        assert "the 2 workers would resume from different checkpoints (worker 0: step 12, worker 1: a fresh start)" in stderr
+        assert "Traceback" not in stderr
+
+    def sharing_checkpoints(index):  # the chief's checkpoint directory seen by both, as on a shared filesystem
+        return [f"--cache_dir={tmp_path / f'cache{index}'}", f"--checkpoint_dir={tmp_path / 'checkpoints0'}"]
+
+    resumed = run_workers([*flags, "--steps=20"], own_flags=sharing_checkpoints)
+    for returncode, stdout, stderr in resumed:
+        assert returncode == 0, stderr
+        assert "resuming from the checkpoint of step 12" in stdout
+    assert export.load_export(tmp_path / "export").steps_completed == 20
+
+
+def test_ctrl_c_on_one_worker_ends_every_worker_with_a_clear_message(gutenberg_mirror, tmp_path):
+    flags = [
+        "--books=31469",
+        f"--gutenberg_mirror={gutenberg_mirror}",
+        f"--export_dir={tmp_path / 'export'}",
+        "--seq_len=32",
+        "--batch_size=8",
+        "--embedding_dim=8",
+        "--rnn_units=16",
+        "--log_every=5",
+        "--steps=100000",
+        "--sample_length=0",
+    ]
+    chief, other = start_workers(flags, own_flags=lambda index: [f"--cache_dir={tmp_path / f'cache{index}'}"])
+    first_lines = []
+    while not any(line.startswith("step ") for line in first_lines[-1:]) and chief.poll() is None:
+        first_lines.append(chief.stdout.readline())  # the workers are training together
+    other.send_signal(signal.SIGINT)
+    other_stdout, other_stderr = other.communicate(timeout=120)
+    chief_stdout, chief_stderr = chief.communicate(timeout=120)  # found the other gone by its missing heartbeats
+    assert other.returncode == 130, other_stderr
+    assert "every worker of this run stops; rerun every worker to start again" in other_stdout
+    assert chief.returncode == 2, chief_stderr
+    assert "error: another worker of this multi-worker run stopped or cannot be reached (/job:worker/replica:0/task:1)" in chief_stderr
+    assert "Traceback" not in chief_stderr + other_stderr
+    assert not (tmp_path / "export").exists()
 
 
 def test_multiworker_without_tf_config_is_a_clear_error(monkeypatch):

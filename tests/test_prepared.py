@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.data.experimental.ops import distribute as distribute_ops
 
 from pipeline import datasets, prepared
 from pipeline.datasets import make_datasets
@@ -124,18 +123,6 @@ def test_large_vocabularies_are_stored_as_uint16(files_config, tmp_path):
     assert data.vocabulary.id_dtype == np.uint16
     (record,) = [r for r in tf.data.TFRecordDataset(str(data.prepared_dir / "validation-00000-of-00001.tfrecord"))][3:]
     assert data.vocabulary.decode(prepared.read_book_ids(record, tf.uint16)).endswith(many[-30:] + "\n")
-
-
-def test_each_worker_reads_its_own_shard_files(files_config):
-    data = make_datasets(files_config)
-    chars = data.vocabulary.chars
-    books_seen = []
-    for worker in range(3):
-        # What tf.distribute does to the dataset of each of three workers (FILE policy, set by make_datasets).
-        sharded = distribute_ops._AutoShardDataset(data.train, num_workers=3, index=worker)
-        ids = np.unique(np.concatenate([inputs.numpy().ravel() for inputs, _ in sharded.take(10)]))
-        books_seen.append({chars[i - 1] for i in ids} & set("abc"))
-    assert sorted(map(sorted, books_seen)) == [["a"], ["b"], ["c"]]
 
 
 def test_batches_from_an_in_process_tf_data_service(files_config):
