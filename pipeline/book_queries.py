@@ -13,9 +13,10 @@ and type:, which name a whole code. Books come most downloaded first with top:, 
 """
 
 import dataclasses
+import itertools
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from errors import UserError
 
@@ -96,31 +97,62 @@ def _parse_top(text: str, value: str, earlier: int | None) -> int:
 
 def search_key(text: str) -> str:
     """Text folded for matching: accents dropped, case folded, runs of white space one space. 'Brontë,\\n Emily' -> 'bronte, emily'."""
-    if not text.isascii():
-        decomposed = unicodedata.normalize("NFKD", text)
-        text = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(text.casefold().split())
+    return " ".join(fold_column([text])[0].split())
 
 
-def code_key(codes: Sequence[str]) -> str:
-    """Codes folded for whole-code matching: ('en', 'fr') -> ';en;fr;', so ';en;' finds en and not enm."""
-    return ";" + ";".join(search_key(code) for code in codes) + ";"
+_ROW = "\x1f"  # joins a column's rows while they are folded together
 
 
-def select_books(query: Query, keys: Mapping[str, Sequence[str]], ids: Sequence[int], downloads: Mapping[int, int] | None) -> list[int]:
+def fold_column(values: Sequence[str]) -> list[str]:
+    """search_key of every value (less the stripping of their ends; white space other than spaces, tabs and line
+    breaks stays): done on all of them joined into one string, as a few calls on 20 MB are many times faster than
+    400,000 calls on short strings."""
+    joined = _ROW.join(values)
+    if joined.count(_ROW) != len(values) - 1:  # a value holds _ROW itself
+        joined = _ROW.join(value.replace(_ROW, " ") for value in values)
+    if not joined.isascii():  # accented letters come apart into a letter and a combining accent, which is dropped
+        joined = re.sub(r"[^\x00-\x7f]", _without_accent, unicodedata.normalize("NFKD", joined))
+    joined = joined.casefold()
+    for space in "\t\n\r\v\f":  # str.replace scans at memory speed; a regular expression over 20 MB takes seconds
+        joined = joined.replace(space, " ")
+    while "  " in joined:
+        joined = joined.replace("  ", " ")
+    return joined.split(_ROW)
+
+
+def _without_accent(match: re.Match) -> str:
+    return "" if unicodedata.combining(match.group()) else match.group()
+
+
+def code_key(codes: str) -> str:
+    """Codes (a Language or Type field) for whole-code matching: 'en; fr' -> ';en;fr;', so ';en;' finds en, not enm."""
+    return ";" + codes.replace(" ", "") + ";"
+
+
+def select_books(query: Query, key_column: Callable[[str], Sequence[str]], ids: Sequence[int], ranked: Sequence[int] | None) -> list[int]:
     """The ids of the catalog rows `query` selects: most downloaded first with top: (then the lower id), else by id.
 
-    `keys` holds a folded column per field (search_key, code_key for lang and type), row by row like `ids`;
-    `downloads` (id -> count) is needed only for top:, and a book without a count has none.
+    `key_column(field)` is the folded column of a field (fold_column; code_key for lang and type, then folded),
+    row by row like `ids`; `ranked` holds ids most downloaded first (ties by id), needed only for top:.
+    Books missing from `ranked` come after those in it, by id.
     """
-    rows = range(len(ids))
-    for field, wanted in query.values.items():
-        column = keys[field]
-        needles = [f";{value};" for value in wanted] if field in CODE_FIELDS else list(wanted)
-        rows = [row for row in rows if any(needle in column[row] for needle in needles)]
+    rows = None
+    # The fields that select fewest rows usually come first, so the later ones test fewer rows.
+    for field in sorted(query.values, key=FIELDS.index):
+        column = key_column(field)
+        needles = [f";{value};" for value in query.values[field]] if field in CODE_FIELDS else list(query.values[field])
+        if len(needles) == 1:
+            (needle,) = needles
+            rows = [row for row, key in enumerate(column) if needle in key] if rows is None else [row for row in rows if needle in column[row]]
+        else:
+            rows = [row for row in (range(len(column)) if rows is None else rows) if any(n in column[row] for n in needles)]
     selected = [ids[row] for row in rows]
     if query.top is None:
         return sorted(selected)
-    if downloads is None:
+    if ranked is None:
         raise ValueError("top: needs the download counts")
-    return sorted(selected, key=lambda book_id: (-downloads.get(book_id, 0), book_id))[: query.top]
+    wanted = set(selected)
+    top = list(itertools.islice((book_id for book_id in ranked if book_id in wanted), query.top))
+    if len(top) < query.top:
+        top += sorted(wanted.difference(top).difference(ranked))[: query.top - len(top)]
+    return top

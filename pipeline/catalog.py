@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import json
+import operator
 import pathlib
 import re
 import sys
@@ -30,36 +31,53 @@ from pipeline import book_queries, sources
 CATALOG_FEED = "cache/epub/feeds/pg_catalog.csv.gz"
 RDF_FEED = "cache/epub/feeds/rdf-files.tar.bz2"
 COLUMNS = ("Text#", "Type", "Title", "Language", "Authors", "Subjects", "Bookshelves")  # those read, of the feed's nine
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+KEY_FIELDS = (*book_queries.TEXT_FIELDS, *book_queries.CODE_FIELDS)
 SECONDS_PER_DAY = 86_400
 
 # The cache keeps each column as one string, rows joined by this (a control character no catalog field holds):
-# a few long JSON strings load many times faster than 90,000 short ones each.
+# a few long strings load many times faster than 90,000 short ones each.
 _SEPARATOR = "\x1f"
+_DIGIT = re.compile(r"\d")
 # pgterms:downloads is one short element near the top of each RDF file; a regular expression over the bytes finds
 # it far faster than an XML parser would build the whole tree of the 75,000 files (bench/README.md).
 _DOWNLOADS = re.compile(rb"<pgterms:downloads[^>]*>\s*(\d+)\s*</pgterms:downloads>")
-_ROLE = re.compile(r"\s*\[([^\]]*)\]\s*$")  # "Hunt, Margaret, 1831-1912 [Translator]"
 
 
 class FeedDamaged(UserError):
     """A feed came whole from the mirror but cannot be read: cut short, not gzip or bzip2, another layout."""
 
 
-@dataclasses.dataclass(frozen=True)
 class Catalog:
-    """The catalog's rows, in the feed's order: what listings show, and the folded columns queries match."""
+    """The catalog's rows, in the feed's order: what listings show, and the folded columns queries match.
 
-    ids: list[int]
-    titles: list[str]  # white space as single spaces (a few titles run over several lines)
-    first_authors: list[str]  # the first author's name without life dates or role; "" for none
-    languages: list[str]  # "en; fr"
-    keys: dict[str, list[str]]  # folded columns of book_queries.TEXT_FIELDS and CODE_FIELDS
-    source: str  # the feed's URL
-    fetched_at: float  # seconds since the epoch
+    Columns are lists of strings, one per row; a column read from the cache is kept as one string until used,
+    since splitting the ones a query does not need would take most of its time.
+    """
 
-    def select(self, query: book_queries.Query, downloads: Mapping[int, int] | None = None) -> list[int]:
-        return book_queries.select_books(query, self.keys, self.ids, downloads)
+    DISPLAY = ("titles", "first_authors", "languages")  # titles with white space as single spaces; authors without dates
+
+    def __init__(self, ids: list[int] | str, columns: dict[str, list[str] | str], *, source: str, fetched_at: float):
+        self._ids = ids  # or the ids joined by _SEPARATOR
+        self._columns = columns  # DISPLAY and "key:<field>" of every field of book_queries.TEXT_FIELDS and CODE_FIELDS
+        self.source = source  # the feed's URL
+        self.fetched_at = fetched_at  # seconds since the epoch
+
+    @functools.cached_property
+    def ids(self) -> list[int]:
+        return self._ids if isinstance(self._ids, list) else [int(book_id) for book_id in self._ids.split(_SEPARATOR)]
+
+    def column(self, name: str) -> list[str]:
+        value = self._columns[name]
+        if isinstance(value, str):
+            value = self._columns[name] = value.split(_SEPARATOR) if self.ids else []
+            if len(value) != len(self.ids):
+                raise FeedDamaged(f"the cached catalog's column {name} has {len(value):,} rows, not {len(self.ids):,}")
+        return value
+
+    def select(self, query: book_queries.Query, downloads: "DownloadCounts | None" = None) -> list[int]:
+        ranked = downloads.ranked if downloads else None
+        return book_queries.select_books(query, lambda field: self.column(f"key:{field}"), self.ids, ranked)
 
     @functools.cached_property
     def row_of(self) -> dict[int, int]:
@@ -70,8 +88,8 @@ class Catalog:
         row = self.row_of.get(book_id)
         if row is None:
             return f"{book_id:>6}  (not in the catalog)"
-        author = f" ({self.first_authors[row]})" if self.first_authors[row] else ""
-        return f"{book_id:>6}  {self.titles[row]}{author}"
+        author = self.column("first_authors")[row]
+        return f"{book_id:>6}  {self.column('titles')[row]}{f' ({author})' if author else ''}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +97,11 @@ class DownloadCounts:
     counts: dict[int, int]  # ebook id -> downloads in the last 30 days
     source: str
     fetched_at: float
+
+    @functools.cached_property
+    def ranked(self) -> list[int]:
+        """The ids, most downloaded first, ties by id (the cache keeps them in this order)."""
+        return sorted(self.counts, key=lambda book_id: (-self.counts[book_id], book_id))
 
 
 @dataclasses.dataclass
@@ -94,16 +117,16 @@ class CatalogSource:
 
     @functools.cached_property
     def catalog(self) -> Catalog:
-        return self._load(CATALOG_FEED, "the Gutenberg catalog", "catalog", _fetch_catalog, _catalog_from_json)
+        return self._load(CATALOG_FEED, "the Gutenberg catalog", "catalog", _fetch_catalog, _catalog_from_bytes)
 
     @functools.cached_property
     def downloads(self) -> DownloadCounts:
-        return self._load(RDF_FEED, "the Gutenberg download counts", "downloads", _fetch_download_counts, _counts_from_json)
+        return self._load(RDF_FEED, "the Gutenberg download counts", "downloads", _fetch_download_counts, _counts_from_bytes)
 
-    def _load(self, feed: str, what: str, name: str, fetch, from_json):
+    def _load(self, feed: str, what: str, name: str, fetch, from_bytes):
         url = feed_url(self.mirror, feed)
-        path = pathlib.Path(self.cache_dir) / "catalog" / f"{name}-{hashlib.sha256(url.encode()).hexdigest()[:12]}.json"
-        cached = _read_cache(path, from_json, url, warn=self.warn)
+        path = pathlib.Path(self.cache_dir) / "catalog" / f"{name}-{hashlib.sha256(url.encode()).hexdigest()[:12]}.cache"
+        cached = _read_cache(path, from_bytes, url, warn=self.warn)
         age_days = (time.time() - cached.fetched_at) / SECONDS_PER_DAY if cached else None
         if cached and not self.refresh and age_days <= self.max_age_days:
             return cached
@@ -117,7 +140,7 @@ class CatalogSource:
                 ) from None
             self.warn(f"warning: {error}; using the copy cached {_when(cached.fetched_at)} ({age_days:.1f} days old)")
             return cached
-        write_file_atomically(path, json.dumps(_to_json(fresh), ensure_ascii=False).encode("utf-8"))
+        write_file_atomically(path, _to_bytes(fresh))
         return fresh
 
 
@@ -148,6 +171,7 @@ def _fetch_catalog(url: str, *, what: str, **download_options) -> Catalog:
 
 def parse_catalog_csv(text: str, *, source: str, fetched_at: float) -> Catalog:
     """The rows of pg_catalog.csv (columns Text#,Type,Issued,Title,Language,Authors,Subjects,LoCC,Bookshelves)."""
+    text = text.replace(_SEPARATOR, " ")  # the cache's row separator, which no real catalog holds
     reader = csv.reader(io.StringIO(text, newline=""))  # the csv module reads quoted fields that span lines
     header = next(reader, [])
     missing = [column for column in COLUMNS if column not in header]
@@ -157,53 +181,64 @@ def parse_catalog_csv(text: str, *, source: str, fetched_at: float) -> Catalog:
             f"its header is {','.join(header)[:200]!r}): the feed's layout has changed, or it is not the catalog; "
             "use another --gutenberg_mirror, or give ebook ids instead of a query"
         )
-    at = {column: header.index(column) for column in COLUMNS}
-    ids, titles, first_authors, languages = [], [], [], []
-    keys = {field: [] for field in (*book_queries.TEXT_FIELDS, *book_queries.CODE_FIELDS)}
+    pick = operator.itemgetter(*(header.index(column) for column in COLUMNS))
+    rows = []
     for row in reader:
-        if not row:
-            continue
         try:
-            book_id = int(row[at["Text#"]])
-            values = {column: row[at[column]] for column in COLUMNS}
-        except (ValueError, IndexError):
-            raise FeedDamaged(
-                f"the Gutenberg catalog {source} is damaged at line {reader.line_num} ({','.join(row)[:80]!r}); "
-                "try again later or use another --gutenberg_mirror"
-            ) from None
-        first_author, author_key = _authors(values["Authors"])
-        ids.append(book_id)
-        titles.append(" ".join(values["Title"].split()))
-        first_authors.append(first_author)
-        languages.append(values["Language"])
-        keys["author"].append(author_key)
-        keys["title"].append(book_queries.search_key(values["Title"]))
-        keys["subject"].append(book_queries.search_key(values["Subjects"]))
-        keys["shelf"].append(book_queries.search_key(values["Bookshelves"]))
-        keys["lang"].append(book_queries.code_key(values["Language"].split(";")))
-        keys["type"].append(book_queries.code_key([values["Type"]]))
-    return Catalog(ids, titles, first_authors, languages, keys, source=source, fetched_at=fetched_at)
+            rows.append(pick(row))
+        except IndexError:
+            if row:
+                raise _damaged_at(source, reader.line_num, row) from None
+    id_texts, types, titles, languages, authors, subjects, shelves = zip(*rows) if rows else [()] * len(COLUMNS)
+    bad = next((i for i, book_id in enumerate(id_texts) if not book_id.isdigit()), None)
+    if bad is not None:
+        raise _damaged_at(source, None, rows[bad])
+    first_authors, author_keys = zip(*map(_authors, authors)) if rows else ((), ())
+    fold = book_queries.fold_column
+    columns = {
+        "titles": [" ".join(title.split()) for title in titles],
+        "first_authors": list(first_authors),
+        "languages": list(languages),
+        "key:author": fold(author_keys),
+        "key:title": fold(titles),
+        "key:subject": fold(subjects),
+        "key:shelf": fold(shelves),
+        "key:lang": fold([book_queries.code_key(codes) for codes in languages]),
+        "key:type": fold([book_queries.code_key(kind) for kind in types]),
+    }
+    return Catalog([int(book_id) for book_id in id_texts], columns, source=source, fetched_at=fetched_at)
+
+
+def _damaged_at(source: str, line: int | None, row) -> FeedDamaged:
+    where = f" at line {line:,}" if line else ""
+    return FeedDamaged(
+        f"the Gutenberg catalog {source} is damaged{where} ({','.join(row)[:80]!r} is not a row of the catalog); "
+        "try again later or use another --gutenberg_mirror"
+    )
 
 
 def _authors(field: str) -> tuple[str, str]:
-    """(first author's name, folded key of every author) of an Authors field; translators, editors and the like
-    (a role in brackets) are not authors.
+    """(first author's name, every author as written and first name first), of an Authors field; translators,
+    editors and the like (a role in brackets) are not authors.
 
-    'Grimm, Jacob, 1785-1863; Hunt, Margaret, 1831-1912 [Translator]' -> ('Grimm, Jacob', 'grimm, jacob\\njacob grimm')
+    'Grimm, Jacob, 1785-1863; Hunt, Margaret, 1831-1912 [Translator]' -> ('Grimm, Jacob', 'Grimm, Jacob|Jacob Grimm')
     """
     authors, others = [], []
-    for person in filter(None, (person.strip() for person in field.split(";"))):
-        role = _ROLE.search(person)
-        parts = [part.strip() for part in _ROLE.sub("", person).split(",")]
-        if len(parts) > 1 and any(c.isdigit() for c in parts[-1]):  # life dates: "1775-1817", "428? BCE-348? BCE"
-            parts.pop()
-        (others if role and role.group(1).lower() != "author" else authors).append(parts)
+    for person in field.split("; ") if field else ():
+        name, role = person, "Author"
+        if person.endswith("]") and " [" in person:
+            name, _, role = person[:-1].rpartition(" [")
+        without_dates, comma, dates = name.rpartition(", ")
+        if comma and _DIGIT.search(dates):  # "Austen, Jane, 1775-1817", "Plato, 428? BCE-348? BCE"
+            name = without_dates
+        (authors if role == "Author" else others).append(name)
     names = authors or others
-    key = "\n".join(
-        f"{book_queries.search_key(', '.join(parts))}\n{book_queries.search_key(' '.join(parts[1:2] + parts[:1]))}"
-        for parts in authors
-    )  # "austen, jane" and "jane austen"; "\n" keeps a search from running from one name into the next
-    return (", ".join(names[0]) if names else ""), key
+    forms = []
+    for name in authors:
+        last, _, first = name.partition(", ")
+        forms += [name, f"{first} {last}"] if first else [name]
+    # "|" keeps a search from running from one name into the next, as white space would
+    return (names[0] if names else ""), "|".join(forms)
 
 
 # --- rdf-files.tar.bz2 ---
@@ -245,59 +280,60 @@ def read_download_counts(stream, *, source: str) -> dict[int, int]:
     return counts
 
 
-# --- the cache: one JSON file per feed and mirror ---
+# --- the cache: one file per feed and mirror ---
 
 
-def _to_json(loaded: Catalog | DownloadCounts) -> dict:
+def _to_bytes(loaded: Catalog | DownloadCounts) -> bytes:
+    """The counts as JSON; the catalog as a line of JSON (format, source, fetched_at, each column's length in bytes),
+    then each column's rows joined by _SEPARATOR, in UTF-8, one after the other."""
     head = {"format": CACHE_FORMAT, "source": loaded.source, "fetched_at": loaded.fetched_at}
     if isinstance(loaded, DownloadCounts):
-        return head | {"ids": list(loaded.counts), "counts": list(loaded.counts.values())}
-    columns = {"titles": loaded.titles, "first_authors": loaded.first_authors, "languages": loaded.languages}
-    return head | {
-        "ids": loaded.ids,
-        "columns": {name: _SEPARATOR.join(column) for name, column in columns.items()},
-        "keys": {name: _SEPARATOR.join(column) for name, column in loaded.keys.items()},
-    }
+        ranked = loaded.ranked
+        return json.dumps(head | {"ids": ranked, "counts": [loaded.counts[book_id] for book_id in ranked]}).encode()
+    names = ("ids", *Catalog.DISPLAY, *(f"key:{field}" for field in KEY_FIELDS))
+    data = [_SEPARATOR.join(map(str, loaded.ids)).encode()]
+    data += [_SEPARATOR.join(loaded.column(name)).encode() for name in names[1:]]
+    head["columns"] = [[name, len(column)] for name, column in zip(names, data)]
+    return json.dumps(head, ensure_ascii=True).encode() + b"\n" + b"".join(data)
 
 
-def _catalog_from_json(saved: dict) -> Catalog:
-    ids = saved["ids"]
-    columns = {name: _split(text, len(ids)) for name, text in saved["columns"].items()}
-    keys = {name: _split(text, len(ids)) for name, text in saved["keys"].items()}
-    if set(keys) != {*book_queries.TEXT_FIELDS, *book_queries.CODE_FIELDS}:
-        raise ValueError("the query fields differ")
-    return Catalog(ids, **columns, keys=keys, source=saved["source"], fetched_at=saved["fetched_at"])
+def _catalog_from_bytes(data: bytes) -> tuple[dict, Catalog]:
+    end = data.find(b"\n")
+    if end < 0:
+        raise ValueError("it has no header line")
+    head = json.loads(data[:end])
+    columns, position = {}, end + 1
+    for name, length in head["columns"]:
+        columns[name] = data[position : position + length].decode("utf-8")
+        position += length
+    if position != len(data) or set(columns) != {"ids", *Catalog.DISPLAY, *(f"key:{field}" for field in KEY_FIELDS)}:
+        raise ValueError("its columns are not those of this version, or it is cut short")
+    catalog = Catalog(columns.pop("ids"), columns, source=head["source"], fetched_at=head["fetched_at"])
+    catalog.ids  # the one column every query needs: a damaged one is found here
+    return head, catalog
 
 
-def _counts_from_json(saved: dict) -> DownloadCounts:
+def _counts_from_bytes(data: bytes) -> tuple[dict, DownloadCounts]:
+    saved = json.loads(data)
     if len(saved["ids"]) != len(saved["counts"]):
         raise ValueError("ids and counts differ in number")
-    return DownloadCounts(dict(zip(saved["ids"], saved["counts"])), source=saved["source"], fetched_at=saved["fetched_at"])
+    counts = DownloadCounts(dict(zip(saved["ids"], saved["counts"])), source=saved["source"], fetched_at=saved["fetched_at"])
+    counts.__dict__["ranked"] = saved["ids"]  # saved in that order
+    return saved, counts
 
 
-def _split(text: str, rows: int) -> list[str]:
-    column = text.split(_SEPARATOR) if rows else []
-    if len(column) != rows:
-        raise ValueError(f"a column has {len(column)} rows, not {rows}")
-    return column
-
-
-def _read_cache(path: pathlib.Path, from_json, url: str, *, warn):
+def _read_cache(path: pathlib.Path, from_bytes, url: str, *, warn):
     """The cached feed at `path`, or None when there is none (or a damaged one, said in a note) or it is of another mirror."""
     try:
-        saved = json.loads(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as error:
+    try:
+        head, loaded = from_bytes(data)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, UnicodeDecodeError) as error:
         warn(f"note: the cached catalog file {path} cannot be read ({error}); fetching it again")
         return None
-    try:
-        if saved.get("format") != CACHE_FORMAT or saved.get("source") != url:
-            return None
-        return from_json(saved)
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        warn(f"note: the cached catalog file {path} is damaged ({error!r}); fetching it again")
-        return None
+    return loaded if head.get("format") == CACHE_FORMAT and head.get("source") == url else None
 
 
 # --- choosing books: a --books query -> ids, said with their titles ---
@@ -320,7 +356,7 @@ def choose_books(
     """
     query = book_queries.parse_query(text)
     catalog = source.catalog
-    downloads = source.downloads.counts if query.top else None
+    downloads = source.downloads if query.top else None
     ranked = catalog.select(dataclasses.replace(query, top=len(catalog.ids)) if query.top else query, downloads)
     chosen = ranked[: query.top] if query.top else ranked
     if not chosen:
@@ -369,7 +405,7 @@ def list_books(book_ids: list[int], catalog: Catalog, downloads: Mapping[int, in
     lines = [f"{'id':>6}  {'downloads':>9}  {'cached':6}  {'language':8}  title (first author)"]
     for book_id in book_ids:
         row = catalog.row_of.get(book_id)
-        language = catalog.languages[row] if row is not None else ""
+        language = catalog.column("languages")[row] if row is not None else ""
         described = catalog.describe(book_id)
         lines.append(
             f"{described[:6]}  {downloads.get(book_id, 0):>9,}  {'yes' if cached(book_id) else 'no':6}  {language:8}  {described[8:]}"

@@ -58,18 +58,10 @@ class BookUnavailable(UserError):
 
 
 def fetch_gutenberg_books(
-    book_ids: Iterable[int],
-    *,
-    mirror: str,
-    cache_dir: pathlib.Path,
-    workers: int = 8,
-    skip_missing: bool = False,
-    timeout: float = DOWNLOAD_TIMEOUT_SECONDS,
-    attempts: int = DOWNLOAD_ATTEMPTS,
-    backoff: float = BACKOFF_SECONDS,
-    progress_stream=None,
+    book_ids: Iterable[int], *, skip_missing: bool = False, progress_stream=None, **options
 ) -> list[tuple[int, pathlib.Path]]:
-    """(id, cached path) of every ebook, in the order given, fetching those not cached on `workers` threads.
+    """(id, cached path) of every ebook, in the order given, fetching those not cached (see fetch_available_books,
+    whose `options` these are: mirror, cache_dir, workers, timeout, attempts, backoff).
 
     Every book is tried. Books that cannot be had end the call with one UserError that counts them
     and gives the first SHOWN_FAILURES ids and why, unless `skip_missing`: then the same list is one
@@ -77,10 +69,7 @@ def fetch_gutenberg_books(
     """
     book_ids = list(dict.fromkeys(book_ids))
     stream = progress_stream or sys.stderr
-    fetched, failures = fetch_available_books(
-        book_ids, mirror=mirror, cache_dir=cache_dir, workers=workers, timeout=timeout, attempts=attempts, backoff=backoff,
-        progress_stream=stream,
-    )
+    fetched, failures = fetch_available_books(book_ids, progress_stream=stream, **options)
     paths = dict(fetched)
     could_not = f"{len(failures):,} of {len(book_ids):,} Gutenberg books could not be fetched"
     if failures and not skip_missing:
@@ -111,7 +100,7 @@ def fetch_available_books(
 ) -> tuple[list[tuple[int, pathlib.Path]], list[BookUnavailable]]:
     """(id, cached path) of the books that could be had, and why each other one could not, both in the order given.
 
-    A failure that is not the book's (a full disk) raises at once.
+    Books not cached yet are fetched on `workers` threads. A failure that is not the book's (a full disk) raises at once.
     """
     progress = _Progress(len(book_ids), progress_stream or sys.stderr)
     stop = threading.Event()  # set when this call ends early (Ctrl-C, a full disk): workers stop taking books

@@ -38,3 +38,15 @@ def test_accelerator_check_prints_one_json_line_of_positive_speeds():
     assert report["cudnn_lstm"] is None and "no GPU" in report["cudnn_lstm_reason"]
     assert report["model"] == "embedding 8, 2x16 LSTM, 100 ids" and report["train_batch"] == "8 x 10"
     assert {"tensorflow", "keras", "python", "platform", "tpu_attached", "tensorflow_cuda_build"} <= report.keys()
+
+
+def test_catalog_bench_prints_one_json_line_with_the_figures_the_issue_asks_for():
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "bench" / "catalog.py"), "--quick"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    report = json.loads(line)
+    for key in ("csv_parse_seconds", "rdf_parse_seconds", "query_seconds", "rdf_parse_peak_rss_mb"):
+        assert report[key] > 0, key
+    assert report["catalog_rows"] == 3000 and report["rdf_files"] == report["download_counts"] == 2000  # the stray test/ entry skipped

@@ -10,6 +10,10 @@ DOWNLOADS = {84: 96381, 1342: 75123, 2701: 38027, 11: 32144, 1661: 29310, 64317:
              2000: 5634, 105: 5120, 50133: 4533, 5000: 2310, 31469: 1804, 17489: 1789, 2229: 1402, 41445: 850, 19159: 310}
 
 
+def counts(downloads: dict[int, int]) -> catalog.DownloadCounts:
+    return catalog.DownloadCounts(downloads, source="test", fetched_at=0.0)
+
+
 @pytest.fixture(scope="module")
 def test_catalog(gutenberg_mirror):
     text = (gutenberg_mirror / "cache/epub/feeds/pg_catalog.csv").read_text(encoding="utf-8")
@@ -44,13 +48,14 @@ def test_catalog(gutenberg_mirror):
     ],
 )
 def test_queries_select_catalog_rows(test_catalog, query, ids):
-    assert test_catalog.select(parse_query(query), DOWNLOADS) == ids
+    assert test_catalog.select(parse_query(query), counts(DOWNLOADS)) == ids
 
 
 def test_ties_in_downloads_go_to_the_lower_id(test_catalog):
     even = {book_id: 100 for book_id in test_catalog.ids}
-    assert test_catalog.select(parse_query("author:austen top:3"), even) == [105, 158, 161]
-    assert test_catalog.select(parse_query("author:austen top:3"), {}) == [105, 158, 161]  # no counts at all
+    assert test_catalog.select(parse_query("author:austen top:3"), counts(even)) == [105, 158, 161]
+    assert test_catalog.select(parse_query("author:austen top:3"), counts({})) == [105, 158, 161]  # no counts at all
+    assert test_catalog.select(parse_query("author:austen top:3"), counts({161: 5})) == [161, 105, 158]  # then those without, by id
 
 
 def test_query_parts_are_folded_for_matching():

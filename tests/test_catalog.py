@@ -35,10 +35,11 @@ def source_of(mirror, tmp_path, **options):
 
 def age_cache(tmp_path, name, days):
     """Makes the cached feed `name` ('catalog' or 'downloads') look fetched `days` ago."""
-    (path,) = (tmp_path / "catalog").glob(f"{name}-*.json")
-    saved = json.loads(path.read_text())
+    (path,) = (tmp_path / "catalog").glob(f"{name}-*.cache")
+    head, newline, columns = path.read_bytes().partition(b"\n")  # the catalog's columns follow a line of JSON
+    saved = json.loads(head)
     saved["fetched_at"] -= days * catalog.SECONDS_PER_DAY
-    path.write_text(json.dumps(saved))
+    path.write_bytes(json.dumps(saved).encode() + newline + columns)
 
 
 @pytest.mark.parametrize("kind", ["directory", "file URL", "http"])
@@ -48,10 +49,10 @@ def test_catalog_and_download_counts_from_every_kind_of_mirror(gutenberg_mirror,
     books = source.catalog
     assert len(books.ids) == 26 and books.ids[:3] == [10, 11, 43]
     row = books.row_of[41445]
-    assert books.titles[row] == "Frankenstein; Or, The Modern Prometheus Volume 1"  # two lines in the feed
-    assert books.first_authors[books.row_of[2591]] == "Grimm, Jacob"
-    assert books.first_authors[books.row_of[10]] == ""  # the Bible has no author
-    assert books.languages[books.row_of[98]] == "en; fr"
+    assert books.column("titles")[row] == "Frankenstein; Or, The Modern Prometheus Volume 1"  # two lines in the feed
+    assert books.column("first_authors")[books.row_of[2591]] == "Grimm, Jacob"
+    assert books.column("first_authors")[books.row_of[10]] == ""  # the Bible has no author
+    assert books.column("languages")[books.row_of[98]] == "en; fr"
     # The archive's stray cache/epub/test/pg11.rdf is not a book: every count comes from cache/epub/<id>/pg<id>.rdf.
     assert source.downloads.counts == DOWNLOADS
     assert warnings == []
@@ -182,12 +183,12 @@ def test_download_counts_are_read_as_the_archive_streams_past(feeds):
 def test_damaged_cache_file_is_fetched_again_with_a_note(gutenberg_mirror, tmp_path):
     source, _ = source_of(gutenberg_mirror, tmp_path)
     assert source.catalog
-    (path,) = (tmp_path / "catalog").glob("catalog-*.json")
-    path.write_text('{"format": 1, "source": "')
+    (path,) = (tmp_path / "catalog").glob("catalog-*.cache")
+    path.write_bytes(path.read_bytes()[:-100])
     again, warnings = source_of(gutenberg_mirror, tmp_path)
     assert again.catalog.ids == source.catalog.ids
-    assert warnings == [f"note: the cached catalog file {path} cannot be read (Unterminated string starting at: "
-                        f"line 1 column 25 (char 24)); fetching it again"]
+    assert warnings == [f"note: the cached catalog file {path} cannot be read (its columns are not those of this version, "
+                        f"or it is cut short); fetching it again"]
 
 
 # --- choosing books for --books ---
