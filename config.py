@@ -289,6 +289,13 @@ class Config:
     log_every: int = _setting(
         100, "train", "Print a progress line and write TensorBoard scalars every this many steps.", valid=Range(1, 1_000_000_000)
     )
+    steps_per_call: int = _setting(
+        0,
+        "train",
+        "Training steps run in one compiled call, between which the host reads the losses; a call also ends at each "
+        "progress line, checkpoint and validation. 0 (auto): all the steps between progress lines on a TPU, else 1.",
+        valid=Range(0, 1_000_000_000),
+    )
     # TensorBoard's writer alone could take a gs:// URL (through tf.io.gfile); one rule for every directory is plainer.
     logdir: str = _setting("", "train", "TensorBoard log directory. Default: <export_dir>.logs", valid=LocalPath())
 

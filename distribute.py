@@ -83,6 +83,12 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
     return sum(cluster.num_tasks(job) for job in cluster.jobs if job in ("chief", "worker"))
 
 
+def auto_steps_per_call(strategy: tf.distribute.Strategy, *, log_every: int) -> int:
+    """Training steps per compiled call for --steps_per_call=0: on a TPU all the steps between two progress lines,
+    as a TPU idles while the host dispatches each step; elsewhere one, so that Ctrl-C stops within a step."""
+    return log_every if isinstance(strategy, tf.distribute.TPUStrategy) else 1
+
+
 def values_of_workers(strategy: tf.distribute.Strategy, value: int) -> list[int]:
     """`value` as each worker holds it, in worker order: [value] alone outside multi-worker training.
 

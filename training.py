@@ -103,7 +103,8 @@ def train(
     first_step = int(checkpoints.step.numpy())
     chars_per_step = cfg.batch_size * cfg.seq_len
     batches = iter(_distribute_training_batches(data.train, strategy, first_step=first_step))
-    train_step = make_train_step(model, optimizer, strategy, global_batch_size=cfg.batch_size)
+    train_steps = make_train_steps(model, optimizer, strategy, global_batch_size=cfg.batch_size)
+    steps_per_call = cfg.steps_per_call or distribute.auto_steps_per_call(strategy, log_every=cfg.log_every)
     evaluate = make_evaluate(model, strategy)
     writer = tf.summary.create_file_writer(cfg.logdir) if write_logs else tf.summary.create_noop_writer()
     progress = ProgressReport(
@@ -115,23 +116,30 @@ def train(
     saved_step = first_step  # the latest checkpoint, taken while no recent loss was above highest_loss_to_save
     save_due = interrupted = stopped_early = False
     try:
-        for step in range(first_step + 1, total_steps + 1):
-            loss = float(train_step(batches))
-            recent_losses.append(loss)
-            if not math.isfinite(loss):
-                raise _divergence_error(cfg, step, f"the loss became {loss}", saved_step=saved_step)
-            if has_diverged(recent_losses, vocab_size=data.vocabulary.size):
-                raise _divergence_error(
-                    cfg,
-                    step,
-                    f"the loss averaged {sum(recent_losses) / len(recent_losses) / LN2:.1f} bits/char over the last "
-                    f"{len(recent_losses)} steps, more than {DIVERGENCE_FACTOR:g} times the "
-                    f"{math.log2(data.vocabulary.size):.2f} bits/char of a uniform guess over its {data.vocabulary.size} ids",
-                    saved_step=saved_step,
-                )
-            checkpoints.step.assign(step)
-            last_losses.append(loss)
-            progress.update(step, loss, learning_rate=lambda: _current_learning_rate(optimizer))
+        step = first_step
+        while step < total_steps:
+            # Several steps per compiled call keep a TPU busy; each call ends where the host has work to do
+            # (a progress line, validation, a checkpoint), so the weights are those of `step` whenever it looks.
+            host_work_every = (cfg.log_every, cfg.checkpoint_every, data.steps_per_epoch)
+            num_steps = _steps_in_next_call(step, steps_per_call, host_work_every=host_work_every, total_steps=total_steps)
+            for loss in train_steps(batches, num_steps):
+                step += 1
+                loss = float(loss)
+                recent_losses.append(loss)
+                if not math.isfinite(loss):
+                    raise _divergence_error(cfg, step, f"the loss became {loss}", saved_step=saved_step)
+                if has_diverged(recent_losses, vocab_size=data.vocabulary.size):
+                    raise _divergence_error(
+                        cfg,
+                        step,
+                        f"the loss averaged {sum(recent_losses) / len(recent_losses) / LN2:.1f} bits/char over the last "
+                        f"{len(recent_losses)} steps, more than {DIVERGENCE_FACTOR:g} times the "
+                        f"{math.log2(data.vocabulary.size):.2f} bits/char of a uniform guess over its {data.vocabulary.size} ids",
+                        saved_step=saved_step,
+                    )
+                checkpoints.step.assign(step)
+                last_losses.append(loss)
+                progress.update(step, loss, learning_rate=lambda: _current_learning_rate(optimizer))
             end_of_epoch = step % data.steps_per_epoch == 0
             if data.validation is not None and (end_of_epoch or step == total_steps):
                 bits_per_char, _ = evaluate(data.validation)
@@ -179,10 +187,11 @@ def train(
     )
 
 
-def make_train_step(
+def make_train_steps(
     model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy, *, global_batch_size: int
 ):
-    """A compiled function: an iterator of (inputs, targets) batches -> mean cross-entropy in nats of one step.
+    """A function: (an iterator of (inputs, targets) batches, n) -> the mean cross-entropy in nats of each of n steps,
+    float32 [n], trained in one compiled call (the host waits for the last step only).
 
     Each replica sums its share of the loss over the global batch's characters, so the replicas'
     gradients add up to the gradient of the global batch's mean loss. Loss-scaled (float16) on several
@@ -204,11 +213,37 @@ def make_train_step(
         return loss
 
     @tf.function
-    def train_step(iterator):
-        per_replica_loss = strategy.run(replica_step, args=next(iterator))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None)
+    def compiled_steps(iterator, num_steps):
+        # The loop TensorFlow's TPU guide gives for several steps per call: a tf.range loop around strategy.run.
+        losses = tf.TensorArray(tf.float32, size=num_steps)
+        for index in tf.range(num_steps):
+            per_replica_loss = strategy.run(replica_step, args=next(iterator))
+            losses = losses.write(index, strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_loss, axis=None))
+        return losses.stack()
 
-    return train_step
+    def train_steps(iterator, num_steps: int) -> np.ndarray:
+        return compiled_steps(iterator, tf.constant(num_steps, tf.int32)).numpy()  # a tensor: one trace for every n
+
+    return train_steps
+
+
+def make_train_step(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy, *, global_batch_size: int
+):
+    """A function: an iterator of (inputs, targets) batches -> the mean cross-entropy in nats of one step (make_train_steps)."""
+    train_steps = make_train_steps(model, optimizer, strategy, global_batch_size=global_batch_size)
+    return lambda iterator: float(train_steps(iterator, 1)[0])
+
+
+def _steps_in_next_call(step: int, steps_per_call: int, *, host_work_every: Sequence[int], total_steps: int) -> int:
+    """How many steps the next compiled call trains after `step`: `steps_per_call`, or fewer to stop where the host
+    has work (every so many steps: progress lines, checkpoints, validation) or training ends.
+
+        _steps_in_next_call(0, 100, host_work_every=(50, 40), total_steps=1000)  # 40
+        _steps_in_next_call(40, 100, host_work_every=(50, 40), total_steps=1000)  # 10
+    """
+    until_host_work = min(every - step % every for every in host_work_every)
+    return min(steps_per_call, until_host_work, total_steps - step)
 
 
 def _distribute_training_batches(train: tf.data.Dataset, strategy: tf.distribute.Strategy, *, first_step: int):

@@ -34,10 +34,26 @@ def test_accelerator_check_prints_one_json_line_of_positive_speeds():
         assert report[key] > 0, key
     assert report["devices"]["CPU"] >= 1 and report["gpus"] == [] and report["tpu_cores"] == 0
     assert report["strategy"] == "the CPU" and report["replicas"] == 1
-    assert report["mixed_precision_policy"] == "mixed_float16"
+    assert report["mixed_precision_policy"] == "mixed_bfloat16"  # a CPU has no fast float16
     assert report["cudnn_lstm"] is None and "no GPU" in report["cudnn_lstm_reason"]
     assert report["model"] == "embedding 8, 2x16 LSTM, 100 ids" and report["train_batch"] == "8 x 10"
     assert {"tensorflow", "keras", "python", "platform", "tpu_attached", "tensorflow_cuda_build"} <= report.keys()
+
+
+def test_train_bench_prints_the_speeds_of_both_layers_in_both_precisions_and_their_ratios():
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "bench" / "train.py"), "--quick"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    report = json.loads(line)
+    for size in ("default", "demo"):
+        for name in ("stock_float32", "stock_bfloat16", "ours_float32", "ours_bfloat16"):
+            assert report[f"{size}_{name}_chars_per_sec"] > 0
+        for precision in ("float32", "bfloat16"):
+            speedup = report[f"{size}_ours_{precision}_speedup"]
+            assert speedup == round(report[f"{size}_ours_{precision}_chars_per_sec"] / report[f"{size}_stock_float32_chars_per_sec"], 2)
+    assert isinstance(report["cpu_bf16"], bool)
 
 
 def test_catalog_bench_prints_one_json_line_with_the_figures_the_issue_asks_for():

@@ -31,22 +31,22 @@ cfg = Config(embedding_dim=8, rnn_units=16, batch_size=8, seq_len=10, learning_r
 windows = np.random.default_rng(0).integers(1, 20, size=(64, 11)).astype(np.int32)
 batches = tf.data.Dataset.from_tensor_slices(windows).map(split_input_target).batch(8, drop_remainder=True).repeat()
 
-def losses(strategy):
+def losses(strategy, steps_per_call):
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = build_model(cfg.model, 20)
         optimizer = optimization.make_optimizer(cfg, model, total_steps=12, num_replicas=strategy.num_replicas_in_sync)
-    step = training.make_train_step(model, optimizer, strategy, global_batch_size=cfg.batch_size)
+    train_steps = training.make_train_steps(model, optimizer, strategy, global_batch_size=cfg.batch_size)
     iterator = iter(strategy.experimental_distribute_dataset(batches))
-    return [float(step(iterator)) for _ in range(12)]
+    return [float(loss) for _ in range(12 // steps_per_call) for loss in train_steps(iterator, steps_per_call)]
 
 mirrored = distribute.make_strategy("mirrored")
-print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "one_device": losses(distribute.make_strategy("default")),
-                  "mirrored": losses(mirrored)}))
+print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "one_device": losses(distribute.make_strategy("default"), 1),
+                  "mirrored": losses(mirrored, 1), "mirrored_4_per_call": losses(mirrored, 4)}))
 """
 
 
-def test_mirrored_over_two_devices_matches_one_device():
+def test_mirrored_over_two_devices_matches_one_device_one_or_several_steps_per_call():
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED_AGAINST_ONE_DEVICE], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300
     )
@@ -54,8 +54,9 @@ def test_mirrored_over_two_devices_matches_one_device():
     losses = json.loads(result.stdout.strip().splitlines()[-1])
     assert losses["replicas"] == 2
     assert losses["one_device"][-1] < losses["one_device"][0]  # it learns
-    for one, mirrored in zip(losses["one_device"], losses["mirrored"]):
+    for one, mirrored, four_per_call in zip(losses["one_device"], losses["mirrored"], losses["mirrored_4_per_call"], strict=True):
         assert mirrored == pytest.approx(one, rel=1e-3)
+        assert four_per_call == pytest.approx(mirrored, rel=1e-6)
 
 
 # Float16 over two logical CPU devices: a normal step, a step whose gradients overflow on replica 1 only, two normal
@@ -73,7 +74,7 @@ from pipeline.windows import split_input_target
 
 cfg = Config(embedding_dim=8, rnn_units=16, batch_size=8, seq_len=10, learning_rate=0.01, clipnorm=1.0)
 strategy = distribute.make_strategy("mirrored")
-assert distribute.set_precision(True, strategy) == "mixed_float16"
+assert distribute.set_precision("float16", strategy) == "mixed_float16"
 keras.utils.set_random_seed(0)
 with strategy.scope():
     model = build_model(cfg.model, 20)
@@ -240,11 +241,29 @@ def test_multiworker_without_tf_config_is_a_clear_error(monkeypatch):
         distribute.make_strategy("multiworker")
 
 
-def test_one_device_is_the_chief_and_computes_in_float32_by_default():
+def test_one_device_is_the_chief():
     strategy = distribute.make_strategy("default")
     assert distribute.is_chief(strategy)
     assert distribute.describe(strategy) == "the CPU"
-    assert distribute.set_precision(False, strategy) == "float32"
+
+
+def test_precision_auto_is_bfloat16_on_cpus_that_have_it_and_float32_on_others():
+    strategy = distribute.make_strategy("default")
+    try:
+        assert distribute.set_precision("auto", strategy, cpu_bfloat16=True) == "mixed_bfloat16"
+        assert distribute.set_precision("auto", strategy, cpu_bfloat16=False) == "float32"
+        assert distribute.set_precision("float32", strategy, cpu_bfloat16=True) == "float32"
+        assert distribute.set_precision("bfloat16", strategy, cpu_bfloat16=False) == "mixed_bfloat16"
+    finally:
+        distribute.set_precision("float32", strategy)
+
+
+def test_precision_auto_is_float16_with_a_gpu(monkeypatch):
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["/device:GPU:0"] if kind == "GPU" else [])
+    try:
+        assert distribute.set_precision("auto", tf.distribute.get_strategy(), cpu_bfloat16=True) == "mixed_float16"
+    finally:
+        distribute.set_precision("float32", tf.distribute.get_strategy())
 
 
 # A --batch_size that two replicas cannot share evenly, then one they can: refused before any book is read

@@ -13,6 +13,7 @@ import api
 import export
 import optimization
 import training
+import distribute
 from checkpoints import TrainingCheckpoints
 from distribute import make_strategy, set_precision
 from errors import UserError
@@ -92,7 +93,7 @@ def test_patience_stops_training_and_keeps_the_best_weights(tiny_config, tmp_pat
 
 def test_mixed_precision_keeps_weights_logits_and_loss_in_float32(tiny_config):
     strategy = make_strategy("default")
-    assert set_precision(True, strategy) == "mixed_float16"
+    assert set_precision("float16", strategy) == "mixed_float16"
     try:
         model = build_model(tiny_config.model, 20)
         optimizer = optimization.make_optimizer(tiny_config, model, total_steps=10)
@@ -100,12 +101,11 @@ def test_mixed_precision_keeps_weights_logits_and_loss_in_float32(tiny_config):
         assert model.get_layer("lstm_1").compute_dtype == "float16"
         assert all(w.dtype == "float32" for w in model.weights)
         ids = tf.data.Dataset.from_tensors((tf.ones([4, 8], tf.int32), tf.ones([4, 8], tf.int32))).repeat()
-        train_step = training.make_train_step(model, optimizer, strategy, global_batch_size=4)
-        loss = train_step(iter(ids))
-        assert loss.dtype == tf.float32 and np.isfinite(loss.numpy())
+        losses = training.make_train_steps(model, optimizer, strategy, global_batch_size=4)(iter(ids), 2)
+        assert losses.dtype == np.float32 and losses.shape == (2,) and np.isfinite(losses).all()
         assert model(tf.ones([1, 3], tf.int32)).dtype == "float32"
     finally:
-        set_precision(False, strategy)
+        set_precision("float32", strategy)
 
 
 @pytest.mark.parametrize(
@@ -166,16 +166,17 @@ def test_weights_that_became_nan_are_never_checkpointed(tiny_config, tmp_path, m
     # embedding. The third update makes them NaN; the loss shows it only at the fourth step.
     steps = iter([(4.3, 0.01), (4.2, 0.02), (4.1, np.nan), (np.nan, np.nan)])
 
-    def make_train_step(model, optimizer, strategy, *, global_batch_size):
-        def train_step(batches):
+    def make_train_steps(model, optimizer, strategy, *, global_batch_size):
+        def train_steps(batches, num_steps):
+            assert num_steps == 1  # checkpoint_every=1: the host looks after every step
             loss, weight = next(steps)
             embedding = model.get_layer("embedding").embeddings
             embedding.assign(tf.fill(embedding.shape, weight))
-            return tf.constant(loss)
+            return np.array([loss], np.float32)
 
-        return train_step
+        return train_steps
 
-    monkeypatch.setattr(training, "make_train_step", make_train_step)
+    monkeypatch.setattr(training, "make_train_steps", make_train_steps)
     with pytest.raises(
         UserError,
         match=r"^training diverged at step 3: the weights became infinite or NaN; lower --learning_rate \(now 0.001\) .*"
@@ -183,3 +184,45 @@ def test_weights_that_became_nan_are_never_checkpointed(tiny_config, tmp_path, m
     ):
         training.train(cfg, data=data, total_steps=10, **parts)
     assert tf.train.latest_checkpoint(tmp_path / "ckpt").endswith("ckpt-2")
+
+
+def test_several_steps_per_call_train_the_same_weights_and_stop_where_the_host_has_work(tiny_config, tmp_path, monkeypatch):
+    calls = []
+    make_train_steps = training.make_train_steps
+
+    def counting_calls(*args, **kwargs):
+        train_steps = make_train_steps(*args, **kwargs)
+
+        def counted(batches, num_steps):
+            calls.append(num_steps)
+            return train_steps(batches, num_steps)
+
+        return counted
+
+    monkeypatch.setattr(training, "make_train_steps", counting_calls)
+    weights = {}
+    for steps_per_call in (1, 8):
+        cfg = dataclasses.replace(
+            tiny_config,
+            steps=20,
+            log_every=10,
+            checkpoint_every=6,
+            sample_length=0,
+            steps_per_call=steps_per_call,
+            export_dir=str(tmp_path / f"export{steps_per_call}"),
+        )
+        calls.clear()
+        training.run(cfg)
+        weights[steps_per_call] = export.load_model(export.load_export(cfg.export_dir)).get_weights()
+
+    # Calls end at checkpoints (6, 12, 18), progress lines (10, 20) and the end: the host looks in at each.
+    assert calls == [6, 4, 2, 6, 2]
+    for one_per_call, eight_per_call in zip(weights[1], weights[8]):
+        np.testing.assert_allclose(one_per_call, eight_per_call, rtol=0, atol=1e-6)
+
+
+def test_steps_per_call_auto_fills_the_time_between_progress_lines_on_a_tpu_only():
+    assert distribute.auto_steps_per_call(make_strategy("default"), log_every=100) == 1
+    assert training._steps_in_next_call(0, 100, host_work_every=(50, 40), total_steps=1000) == 40
+    assert training._steps_in_next_call(40, 100, host_work_every=(50, 40), total_steps=1000) == 10
+    assert training._steps_in_next_call(995, 100, host_work_every=(500,), total_steps=1000) == 5
