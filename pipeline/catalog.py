@@ -135,7 +135,7 @@ class CatalogSource:
         except UserError as error:  # offline, a mirror without feeds, a damaged feed
             if cached is None:
                 raise UserError(
-                    f"{error}. No copy of {what.removeprefix('the ')} is cached in {path.parent} either, so a --books "
+                    f"{error}. No copy of {what} is cached in {path.parent} either, so a --books "
                     "query cannot be answered: give ebook ids instead, or try again once the mirror can be reached"
                 ) from None
             self.warn(f"warning: {error}; using the copy cached {_when(cached.fetched_at)} ({age_days:.1f} days old)")

@@ -106,7 +106,7 @@ def test_offline_without_a_cached_copy_is_one_clear_error(tmp_path):
     assert re.fullmatch(
         r"the Gutenberg catalog could not be downloaded from http://127.0.0.1:9/cache/epub/feeds/pg_catalog.csv.gz: "
         r"cannot reach the server \(.*\), 3 times; try again later or use another --gutenberg_mirror\. No copy of "
-        rf"Gutenberg catalog is cached in {tmp_path}/catalog either, so a --books query cannot be answered: give ebook "
+        rf"the Gutenberg catalog is cached in {tmp_path}/catalog either, so a --books query cannot be answered: give ebook "
         r"ids instead, or try again once the mirror can be reached",
         str(raised.value),
     )
