@@ -8,7 +8,7 @@ CORPORA_DIR ?= ../shared/corpora
 GUTENBERG_MIRROR ?= $(if $(wildcard $(CORPORA_DIR)/gutenberg/cache/epub),$(abspath $(CORPORA_DIR)/gutenberg),https://www.gutenberg.org)
 DEMO_EXPORT ?= exports/demo
 
-.PHONY: install train test clean
+.PHONY: install train test test-lowest clean
 
 install: $(VENV)/.installed
 
@@ -26,5 +26,17 @@ train: install
 test: install
 	$(BIN)/python -m pytest
 
+# The smoke tests (train, resume, export, generate, SavedModel) on the lowest supported TensorFlow, 2.19 with
+# Keras 3.10 as on Colab's GPU runtime, in a venv of its own from requirements-lowest.txt.
+LOWEST_VENV ?= .venv-lowest
+test-lowest: $(LOWEST_VENV)/.installed
+	$(LOWEST_VENV)/bin/python -m pytest -m smoke
+
+$(LOWEST_VENV)/.installed: pyproject.toml requirements-lowest.txt
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOWEST_VENV)/bin/pip install --quiet -c requirements-lowest.txt ".[test]"
+	touch $@
+
 clean:
-	rm -rf $(VENV) exports .pytest_cache
+	rm -rf $(VENV) $(LOWEST_VENV) exports .pytest_cache

@@ -31,7 +31,7 @@ TPU_PCI_DEVICE_IDS = {
 TPU_TENSORFLOW = "tensorflow-tpu==2.20.0"
 LIBTPU_INDEX = "https://storage.googleapis.com/libtpu-tf-releases/index.html"
 # What charbook needs beyond TensorFlow and the tensorboard, numpy and absl-py that TensorFlow brings.
-_NEEDED_BESIDES_TENSORFLOW = ("tensorflow-datasets", "importlib-resources")
+_NEEDED_BESIDES_TENSORFLOW = ("tensorflow-datasets", "tensorflow-metadata", "importlib-resources")
 _CHECKOUT = pathlib.Path(__file__).resolve().parent
 
 

@@ -46,6 +46,7 @@ print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "one_device": losse
 """
 
 
+@pytest.mark.smoke
 def test_mirrored_over_two_devices_matches_one_device_one_or_several_steps_per_call():
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED_AGAINST_ONE_DEVICE], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300

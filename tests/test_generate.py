@@ -63,6 +63,7 @@ def test_several_samples_each_after_a_header(export_dir):
     assert headers == ["--- sample 1 of 3 ---", "--- sample 2 of 3 ---", "--- sample 3 of 3 ---"]
 
 
+@pytest.mark.smoke
 def test_command_line_and_python_api_give_the_same_text(export_dir):
     result = run_generate(f"--export_dir={export_dir}", "--seed_text=The ", "--length=40", "--temperature=1.0", "--seed=9")
     assert result.returncode == 0, result.stderr

@@ -10,7 +10,7 @@ from conftest import PROJECT_ROOT
 
 PIP = ["python3", "-m", "pip", "install", "--quiet"]
 LOCK = str(PROJECT_ROOT / "requirements-lock.txt")
-EXTRAS = ["tensorflow-datasets==4.9.10", "importlib-resources==6.5.2"]  # as requirements-lock.txt pins them
+EXTRAS = ["tensorflow-datasets==4.9.10", "tensorflow-metadata==1.17.3", "importlib-resources==6.5.2"]  # as requirements-lock.txt pins them
 
 
 def commands(accelerator, *installed):
@@ -24,18 +24,18 @@ def test_a_colab_tpu_runtime_without_tensorflow_gets_tensorflow_tpu_with_its_lib
 
 
 def test_a_tpu_with_plain_tensorflow_has_it_replaced_by_the_tpu_build():
-    (uninstall, install) = commands("tpu", "tensorflow", "tensorflow-datasets", "importlib-resources")
+    (uninstall, install) = commands("tpu", "tensorflow", "tensorflow-datasets", "tensorflow-metadata", "importlib-resources")
     assert uninstall == ["python3", "-m", "pip", "uninstall", "--quiet", "--yes", "tensorflow"]
     assert install[len(PIP) :] == ["tensorflow-tpu==2.20.0", "--find-links", hardware.LIBTPU_INDEX]
 
 
 def test_a_tpu_with_tensorflow_tpu_installed_already_gets_nothing():
-    assert commands("tpu", "tensorflow-tpu", "tensorflow-datasets", "importlib-resources") == []
+    assert commands("tpu", "tensorflow-tpu", "tensorflow-datasets", "tensorflow-metadata", "importlib-resources") == []
 
 
 def test_colabs_gpu_and_cpu_runtimes_keep_their_own_tensorflow():
-    assert commands("gpu", "tensorflow", "tensorflow-datasets", "importlib-resources") == []
-    assert commands("cpu", "tensorflow", "tensorflow-datasets", "importlib-resources") == []
+    assert commands("gpu", "tensorflow", "tensorflow-datasets", "tensorflow-metadata", "importlib-resources") == []
+    assert commands("cpu", "tensorflow", "tensorflow-datasets", "tensorflow-metadata", "importlib-resources") == []
     assert commands("gpu", "tensorflow") == [PIP + EXTRAS]  # only what charbook needs besides
 
 

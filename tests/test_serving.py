@@ -54,6 +54,7 @@ def call_without_charbook(saved_model, calls, tmp_path):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.smoke
 def test_saved_model_generates_like_charbook_without_charbook(exported, tmp_path):
     directory, model = exported
     calls = [

@@ -24,6 +24,7 @@ def tfds_config(tiny_config, tmp_path):
     return dataclasses.replace(tiny_config, tfds_data_dir=str(tmp_path / "tfds"))
 
 
+@pytest.mark.smoke
 def test_tiny_shakespeare_is_one_book(tfds_config, corpora_dir):
     shakespeare = (corpora_dir / "tinyshakespeare" / "input.txt").read_text()[:20000]
     cfg = dataclasses.replace(tfds_config, corpus="tfds:tiny_shakespeare")

@@ -20,6 +20,7 @@ def run(script, *flags):
     )
 
 
+@pytest.mark.smoke
 def test_train_export_generate_round_trip(gutenberg_mirror, tmp_path):
     export_dir = tmp_path / "alice"
     trained = run(

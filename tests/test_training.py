@@ -21,6 +21,7 @@ from models.char_lstm import build_model
 from pipeline.datasets import make_datasets
 
 
+@pytest.mark.smoke
 def test_run_trains_exports_and_resumes_as_train_py_does(tiny_config, tmp_path, capsys):
     cfg = dataclasses.replace(tiny_config, steps=40, learning_rate=0.01, log_every=20, sample_length=0)
     export_dir = tmp_path / "export"
