@@ -15,6 +15,7 @@ DEFAULT_BOOKS = (11, 84, 174, 1342, 1661, 2701)
 CORPUS_KINDS = ("gutenberg", "files")
 LR_DECAYS = ("cosine", "linear", "constant")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 WEB_WEIGHTS = ("float32", "float16", "int8")
 
 
@@ -280,11 +281,13 @@ class Config:
         "'mirrored' (all local GPUs), 'multiworker' (machines listed in $TF_CONFIG) or 'tpu'.",
         valid=OneOf(STRATEGIES),
     )
-    mixed_precision: bool = _setting(
-        False,
+    precision: str = _setting(
+        "auto",
         "train",
-        "Compute in float16 on GPUs (bfloat16 on TPUs) with float32 weights, logits and loss: faster on recent GPUs "
-        "and TPUs; no gain on CPUs.",
+        "What the model computes in, with float32 weights, logits and loss: 'auto' (bfloat16 on TPUs and on CPUs with "
+        "native bfloat16, AVX-512 BF16 or AMX; float16 on GPUs; else float32), 'float32', 'bfloat16' or 'float16' "
+        "(with loss scaling).",
+        valid=OneOf(PRECISIONS),
     )
     log_every: int = _setting(
         100, "train", "Print a progress line and write TensorBoard scalars every this many steps.", valid=Range(1, 1_000_000_000)

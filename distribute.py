@@ -1,4 +1,4 @@
-"""Which devices train the model: a tf.distribute strategy for --strategy, and the matching mixed precision."""
+"""Which devices train the model: a tf.distribute strategy for --strategy, the --precision it computes in, and which LSTM."""
 
 import json
 import os
@@ -11,7 +11,7 @@ from errors import UserError
 
 # TPU chips are found from /dev and /sys in hardware.py, which does without TensorFlow; tpu_is_attached
 # is re-exported for the callers that ask distribute.
-from hardware import LIBTPU_INDEX, TPU_TENSORFLOW, find_tpu_devices, tpu_is_attached  # noqa: F401
+from hardware import LIBTPU_INDEX, TPU_TENSORFLOW, cpu_has_native_bfloat16, find_tpu_devices, tpu_is_attached  # noqa: F401
 
 INSTALL_TPU_TENSORFLOW = (
     f"install TensorFlow with TPU support (pip install {TPU_TENSORFLOW} "
@@ -106,20 +106,36 @@ def values_of_workers(strategy: tf.distribute.Strategy, value: int) -> list[int]
     return per_replica[:: len(per_replica) // workers]  # each worker's replicas hold its value
 
 
-def set_precision(mixed: bool, strategy: tf.distribute.Strategy) -> str:
-    """Sets Keras' global dtype policy for the models built next and returns its name.
+# --precision -> Keras' dtype policy. The weights stay float32 under every policy, so exports do not depend on it.
+PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
-    float16 on GPUs, bfloat16 on TPUs (whose matrix units are made for it, with no loss scaling
-    needed); the weights stay float32 either way, so exports do not depend on this setting.
+
+def set_precision(precision: str, strategy: tf.distribute.Strategy, *, cpu_bfloat16: bool | None = None) -> str:
+    """Sets Keras' global dtype policy for --precision for the models built next and returns its name.
+
+    'auto' picks what the hardware computes fastest with float32 weights, state, logits and loss: bfloat16 on
+    TPUs (whose matrix units are made for it, no loss scaling needed) and on CPUs that multiply bfloat16
+    natively (`cpu_bfloat16`, read from /proc/cpuinfo unless given), float16 on GPUs, else float32.
     """
-    if not mixed:
-        policy = "float32"
-    elif isinstance(strategy, tf.distribute.TPUStrategy):
-        policy = "mixed_bfloat16"
-    else:
-        policy = "mixed_float16"
+    if precision == "auto":
+        if isinstance(strategy, tf.distribute.TPUStrategy):
+            precision = "bfloat16"
+        elif tf.config.list_logical_devices("GPU"):
+            precision = "float16"
+        else:
+            precision = "bfloat16" if (cpu_has_native_bfloat16() if cpu_bfloat16 is None else cpu_bfloat16) else "float32"
+    policy = PRECISION_POLICIES[precision]
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def trains_on_cpu(strategy: tf.distribute.Strategy) -> bool:
+    """True when `strategy` trains on CPU cores, where models/fast_lstm.LSTM beats keras.layers.LSTM.
+
+    Not on a TPU (XLA compiles Keras' LSTM there) and not when TensorFlow sees a GPU: every strategy
+    then trains on it, where Keras' LSTM runs cuDNN's fused kernel.
+    """
+    return not isinstance(strategy, tf.distribute.TPUStrategy) and not tf.config.list_logical_devices("GPU")
 
 
 def describe(strategy: tf.distribute.Strategy) -> str:

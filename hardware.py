@@ -62,6 +62,20 @@ def tpu_is_attached(root: str | os.PathLike = "/") -> bool:
     return bool(find_tpu_devices(root))
 
 
+def cpu_has_native_bfloat16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """True when this machine's CPU multiplies bfloat16 in hardware: AMX (amx_bf16, Sapphire Rapids on) or AVX-512 BF16.
+
+    Reads the kernel's CPU flags; False where there is no /proc/cpuinfo (macOS, Windows) or it names
+    neither. Without them bfloat16 products are emulated, slower than float32.
+    """
+    try:
+        text = pathlib.Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.partition(":")[2].split()}
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
 def find_tpu_devices(root: str | os.PathLike = "/") -> list[str]:
     """The device files of this machine's TPU chips, e.g. ['/dev/vfio/0', '/dev/vfio/1']; [] without a TPU.
 

@@ -300,7 +300,7 @@ def has_diverged(recent_losses: Sequence[float], *, vocab_size: int) -> bool:
 
 
 def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief: bool) -> TrainResult:
-    precision = distribute.set_precision(cfg.mixed_precision, strategy)
+    precision = distribute.set_precision(cfg.precision, strategy)
     keras.utils.set_random_seed(cfg.seed)  # first: tf.data's seeded shuffles depend on TensorFlow's global seed too
     data = make_datasets(cfg)
     print(
@@ -314,7 +314,7 @@ def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief
         f"on {distribute.describe(strategy)}, {precision}"
     )
     with strategy.scope():
-        model = build_model(cfg.model, data.vocabulary.size)
+        model = build_model(cfg.model, data.vocabulary.size, fast_cpu_lstm=distribute.trains_on_cpu(strategy))
         optimizer = make_optimizer(cfg, model, total_steps=total_steps, num_replicas=strategy.num_replicas_in_sync)
         checkpoints = TrainingCheckpoints(
             cfg.checkpoint_dir, model=model, optimizer=optimizer, keep=cfg.keep_checkpoints, is_chief=is_chief

@@ -22,7 +22,6 @@ import string
 import sys
 import time
 import traceback
-from typing import NamedTuple
 
 _START = time.perf_counter()  # "seconds" in the result covers TensorFlow's import too
 
@@ -33,7 +32,6 @@ import cli  # noqa: E402
 cli.import_tensorflow_quietly()  # before the imports below start TensorFlow, with its C++ chatter
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
@@ -41,9 +39,8 @@ import distribute  # noqa: E402
 from config import Config  # noqa: E402
 from models.char_lstm import build_model  # noqa: E402
 from models.sampling import FIRST_CHUNK_SIZE, generate_samples  # noqa: E402
-from optimization import make_optimizer  # noqa: E402
 from pipeline.vocab import Vocabulary, build_vocabulary  # noqa: E402
-from training import make_train_step  # noqa: E402
+from timing import measure_training  # noqa: E402  (bench/timing.py, beside this script)
 
 flags.DEFINE_bool("quick", False, "Tiny model, batches and lengths: checks that everything runs; its figures mean nothing.")
 flags.DEFINE_float("seconds", 15.0, "Seconds of timed training steps per precision, after a warm-up step (at least 2 steps).")
@@ -73,52 +70,6 @@ def describe_hardware() -> dict:
             {"cuda": build.get("cuda_version"), "cudnn": build.get("cudnn_version")} if build.get("is_cuda_build") else None
         ),
     }
-
-
-def make_random_batches(vocab_size: int, *, batch_size: int, seq_len: int, seed: int = 0) -> tf.data.Dataset:
-    """One batch of random ids, repeated: (inputs, targets) int32 [batch_size, seq_len], the targets one id ahead."""
-    ids = np.random.default_rng(seed).integers(0, vocab_size, size=(batch_size, seq_len + 1), dtype=np.int32)
-    return tf.data.Dataset.from_tensors((ids[:, :-1], ids[:, 1:])).repeat()
-
-
-class TrainingRun(NamedTuple):
-    chars_per_sec: float  # input characters of the global batch per second, all replicas together
-    policy: str  # the Keras dtype policy set_precision chose: float32, mixed_float16 or mixed_bfloat16
-    op_types: set[str]  # every op type in the compiled step's graph
-
-
-def measure_training(
-    cfg: Config, strategy: tf.distribute.Strategy, vocab_size: int, *, mixed: bool, seconds: float
-) -> TrainingRun:
-    """The real compiled training step at cfg's sizes, timed after a warm-up step for `seconds` (at least 2 steps).
-
-    Each step's loss is read back, as training.train does, so the timing covers whole steps.
-    The precision policy is float32 again on return, whatever happens.
-    """
-    policy = distribute.set_precision(mixed, strategy)
-    try:
-        with strategy.scope():
-            model = build_model(cfg.model, vocab_size)
-            optimizer = make_optimizer(cfg, model, total_steps=1_000_000, num_replicas=strategy.num_replicas_in_sync)
-        batches = make_random_batches(vocab_size, batch_size=cfg.batch_size, seq_len=cfg.seq_len)
-        batches = iter(strategy.experimental_distribute_dataset(batches))
-        train_step = make_train_step(model, optimizer, strategy, global_batch_size=cfg.batch_size)
-        float(train_step(batches))  # warm-up: traces and compiles the step (and autotunes cuDNN on a GPU)
-        steps, start = 0, time.perf_counter()
-        while steps < 2 or time.perf_counter() - start < seconds:
-            float(train_step(batches))
-            steps += 1
-        chars_per_sec = steps * cfg.batch_size * cfg.seq_len / (time.perf_counter() - start)
-        return TrainingRun(chars_per_sec, policy, graph_op_types(train_step.get_concrete_function(batches).graph))
-    finally:
-        distribute.set_precision(False, strategy)
-
-
-def graph_op_types(graph: tf.Graph) -> set[str]:
-    """Every op type in a traced graph, including the functions it calls (while-loop bodies, gradients)."""
-    graph_def = graph.as_graph_def()
-    functions = graph_def.library.function
-    return {node.op for node in graph_def.node} | {node.op for function in functions for node in function.node_def}
 
 
 def judge_cudnn(op_types: set[str] | None, hardware: dict) -> tuple[bool | None, str]:
@@ -177,11 +128,12 @@ def main(argv):
         strategy = tf.distribute.get_strategy()
     hardware = describe_hardware()
 
-    def train(mixed):
-        return measure_training(cfg, strategy, vocabulary.size, mixed=mixed, seconds=seconds)
+    def train(precision):
+        return measure_training(cfg, strategy, vocabulary.size, precision=precision, seconds=seconds)
 
-    float32 = attempt("train_float32", lambda: train(mixed=False))
-    mixed = attempt("train_mixed_precision", lambda: train(mixed=True))
+    float32 = attempt("train_float32", lambda: train("float32"))
+    # The mixed precision of each kind of hardware: float16 on GPUs, bfloat16 on TPUs and CPUs (a CPU has no fast float16).
+    mixed = attempt("train_mixed_precision", lambda: train("float16" if hardware["gpus"] else "bfloat16"))
     cudnn_lstm, cudnn_reason = judge_cudnn(float32.op_types if float32 else None, hardware)
     batch1 = attempt("generate_batch1", lambda: measure_generation(cfg, vocabulary, num_samples=1, length=length))
     batch64 = attempt(

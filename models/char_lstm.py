@@ -6,10 +6,16 @@ import keras
 import tensorflow as tf
 
 from config import ModelSettings
+from models import fast_lstm
 
 
 def build_model(
-    settings: ModelSettings, vocab_size: int, *, batch_size: int | None = None, stateful: bool = False
+    settings: ModelSettings,
+    vocab_size: int,
+    *,
+    batch_size: int | None = None,
+    stateful: bool = False,
+    fast_cpu_lstm: bool = False,
 ) -> keras.Model:
     """Embedding -> LSTM -> LSTM -> Dense: int ids [batch, time] -> logits [batch, time, vocab_size].
 
@@ -19,8 +25,12 @@ def build_model(
     it reads its weights into step_weights and runs `step`, the same arithmetic one character at a time.
 
     The LSTMs keep Keras' default activations, no recurrent dropout and unroll=False: the
-    settings that let TensorFlow run them with the fused cuDNN kernel on a GPU.
+    settings that let TensorFlow run them with the fused cuDNN kernel on a GPU. fast_cpu_lstm=True
+    (training on a CPU, distribute.trains_on_cpu) builds models/fast_lstm.LSTM instead, Keras' LSTM
+    with the same weights and a faster CPU training loop; generation builds (stateful) always get Keras' own.
     """
+    lstm = fast_lstm.LSTM if fast_cpu_lstm and not stateful else keras.layers.LSTM
+
     # Dropout layers hold no weights, so builds with and without them share weight files; they
     # are left out when unused to keep the generation model minimal.
     def dropout(name):
@@ -30,9 +40,9 @@ def build_model(
         [
             keras.Input(batch_shape=(batch_size, None), dtype="int32"),
             keras.layers.Embedding(vocab_size, settings.embedding_dim, name="embedding"),
-            keras.layers.LSTM(settings.rnn_units, return_sequences=True, stateful=stateful, name="lstm_1"),
+            lstm(settings.rnn_units, return_sequences=True, stateful=stateful, name="lstm_1"),
             *dropout("dropout_1"),
-            keras.layers.LSTM(settings.rnn_units, return_sequences=True, stateful=stateful, name="lstm_2"),
+            lstm(settings.rnn_units, return_sequences=True, stateful=stateful, name="lstm_2"),
             *dropout("dropout_2"),
             # Logits in float32 even under a mixed-precision policy: softmax and loss need the range.
             keras.layers.Dense(vocab_size, dtype="float32", name="logits"),

@@ -51,3 +51,15 @@ def test_this_venv_has_what_the_cpu_needs():
 def test_importing_hardware_or_finding_the_accelerator_imports_no_tensorflow():
     check = "import sys, hardware; hardware.find_accelerator(); assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     subprocess.run([sys.executable, "-c", check], cwd=PROJECT_ROOT, check=True, timeout=60)
+
+
+def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path):
+    def cpuinfo(flags):
+        path = tmp_path / "cpuinfo"
+        path.write_text(f"processor\t: 0\nmodel name\t: a CPU\nflags\t\t: fpu sse2 {flags}\n\nprocessor\t: 1\nflags\t\t: fpu sse2 {flags}\n")
+        return path
+
+    assert hardware.cpu_has_native_bfloat16(cpuinfo("avx512f avx512_bf16 avx512_vnni"))
+    assert hardware.cpu_has_native_bfloat16(cpuinfo("amx_bf16 amx_tile amx_int8"))
+    assert not hardware.cpu_has_native_bfloat16(cpuinfo("avx512f avx2 avx512_vnni"))
+    assert not hardware.cpu_has_native_bfloat16(tmp_path / "missing")  # macOS, Windows: no /proc/cpuinfo

@@ -1,0 +1,70 @@
+"""Timing of the real training step, shared by the bench scripts that measure it (accelerator_check.py, train.py)."""
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+import distribute
+from config import Config
+from models.char_lstm import build_model
+from optimization import make_optimizer
+from training import make_train_step
+
+
+def make_random_batches(vocab_size: int, *, batch_size: int, seq_len: int, seed: int = 0) -> tf.data.Dataset:
+    """One batch of random ids, repeated: (inputs, targets) int32 [batch_size, seq_len], the targets one id ahead."""
+    ids = np.random.default_rng(seed).integers(0, vocab_size, size=(batch_size, seq_len + 1), dtype=np.int32)
+    return tf.data.Dataset.from_tensors((ids[:, :-1], ids[:, 1:])).repeat()
+
+
+class TrainingRun(NamedTuple):
+    chars_per_sec: float  # input characters of the global batch per second, all replicas together
+    policy: str  # the Keras dtype policy set_precision chose: float32, mixed_float16 or mixed_bfloat16
+    op_types: set[str] | None  # every op type in the compiled step's graph; None when it cannot be read
+
+
+def measure_training(
+    cfg: Config,
+    strategy: tf.distribute.Strategy,
+    vocab_size: int,
+    *,
+    precision: str,
+    seconds: float,
+    fast_cpu_lstm: bool | None = None,
+) -> TrainingRun:
+    """The real compiled training step at cfg's sizes and --precision, timed after a warm-up step for `seconds` (at least 2 steps).
+
+    The LSTM layer is the one training picks for `strategy` (distribute.trains_on_cpu) unless fast_cpu_lstm says.
+    Each step's loss is read back, as training.train does, so the timing covers whole steps.
+    The precision policy is float32 again on return, whatever happens.
+    """
+    policy = distribute.set_precision(precision, strategy)
+    if fast_cpu_lstm is None:
+        fast_cpu_lstm = distribute.trains_on_cpu(strategy)
+    try:
+        with strategy.scope():
+            model = build_model(cfg.model, vocab_size, fast_cpu_lstm=fast_cpu_lstm)
+            optimizer = make_optimizer(cfg, model, total_steps=1_000_000, num_replicas=strategy.num_replicas_in_sync)
+        batches = make_random_batches(vocab_size, batch_size=cfg.batch_size, seq_len=cfg.seq_len)
+        batches = iter(strategy.experimental_distribute_dataset(batches))
+        train_step = make_train_step(model, optimizer, strategy, global_batch_size=cfg.batch_size)
+        float(train_step(batches))  # warm-up: traces and compiles the step (and autotunes cuDNN on a GPU)
+        steps, start = 0, time.perf_counter()
+        while steps < 2 or time.perf_counter() - start < seconds:
+            float(train_step(batches))
+            steps += 1
+        chars_per_sec = steps * cfg.batch_size * cfg.seq_len / (time.perf_counter() - start)
+        # The graph is there to read when make_train_step returns the tf.function itself.
+        traced = getattr(train_step, "get_concrete_function", None)
+        return TrainingRun(chars_per_sec, policy, graph_op_types(traced(batches).graph) if traced else None)
+    finally:
+        distribute.set_precision("float32", strategy)
+
+
+def graph_op_types(graph: tf.Graph) -> set[str]:
+    """Every op type in a traced graph, including the functions it calls (while-loop bodies, gradients)."""
+    graph_def = graph.as_graph_def()
+    functions = graph_def.library.function
+    return {node.op for node in graph_def.node} | {node.op for function in functions for node in function.node_def}

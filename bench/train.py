@@ -1,0 +1,79 @@
+"""Training speed on this machine's CPU: Keras' LSTM against models/fast_lstm.LSTM, in float32 and bfloat16, in one JSON line.
+
+    python bench/train.py [--seconds=10] [--quick]
+
+Two sizes: the default model (Config(): embedding 256, two LSTMs of 512 units, batches of 128 x 100)
+and the demo's (demo.flags: embedding 32, two LSTMs of 192, batches of 64 x 64). For each, the real
+compiled training step (bench/timing.py: build_model, make_optimizer, training.make_train_step, on
+random ids of 100) with the stock keras.layers.LSTM and with ours, in float32 and under
+mixed_bfloat16 (--precision=bfloat16), each timed for --seconds after a warm-up step. Ratios are
+ours over the stock layer in float32, measured in the same run: other jobs on the machine slow all
+of them alike, so compare ratios rather than absolute figures. `cpu_bf16` says whether the CPU
+multiplies bfloat16 natively (AVX-512 BF16 or AMX), which --precision=auto then uses.
+Progress goes to stderr.
+"""
+
+import json
+import pathlib
+import platform
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import cli  # noqa: E402
+
+cli.import_tensorflow_quietly()
+
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+import hardware  # noqa: E402
+from config import Config  # noqa: E402
+from timing import measure_training  # noqa: E402  (bench/timing.py, beside this script)
+
+flags.DEFINE_float("seconds", 10.0, "Seconds of timed training steps per measurement, after a warm-up step (at least 2 steps).")
+flags.DEFINE_bool("quick", False, "Tiny models and batches, 0.2 seconds each: checks that everything runs; its figures mean nothing.")
+FLAGS = flags.FLAGS
+
+VOCAB_SIZE = 100
+SIZES = {
+    "default": Config(),
+    "demo": Config(embedding_dim=32, rnn_units=192, batch_size=64, seq_len=64),  # as demo.flags
+}
+QUICK_SIZES = {
+    "default": Config(embedding_dim=8, rnn_units=16, batch_size=8, seq_len=10),
+    "demo": Config(embedding_dim=4, rnn_units=8, batch_size=4, seq_len=6),
+}
+LAYERS = {"stock": False, "ours": True}  # name -> build_model's fast_cpu_lstm
+PRECISIONS = ("float32", "bfloat16")
+
+
+def main(argv):
+    del argv
+    sizes = QUICK_SIZES if FLAGS.quick else SIZES
+    seconds = 0.2 if FLAGS.quick else FLAGS.seconds
+    strategy = tf.distribute.get_strategy()
+    result = {"benchmark": "train", "quick": FLAGS.quick}
+    for size, cfg in sizes.items():
+        for layer, fast_cpu_lstm in LAYERS.items():
+            for precision in PRECISIONS:
+                name = f"{size}_{layer}_{precision}_chars_per_sec"
+                print(f"train: {name}...", file=sys.stderr, flush=True)
+                run = measure_training(
+                    cfg, strategy, VOCAB_SIZE, precision=precision, seconds=seconds, fast_cpu_lstm=fast_cpu_lstm
+                )
+                result[name] = round(run.chars_per_sec, 1)
+        for precision in PRECISIONS:
+            baseline = result[f"{size}_stock_float32_chars_per_sec"]
+            result[f"{size}_ours_{precision}_speedup"] = round(result[f"{size}_ours_{precision}_chars_per_sec"] / baseline, 2)
+    result.update(
+        cpu_bf16=hardware.cpu_has_native_bfloat16(),
+        sizes={size: f"embedding {cfg.embedding_dim}, 2x{cfg.rnn_units} LSTM, batch {cfg.batch_size} x {cfg.seq_len}" for size, cfg in sizes.items()},
+        tensorflow=tf.__version__,
+        machine=f"{platform.machine()}, {platform.platform()}",
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)

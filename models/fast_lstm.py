@@ -1,0 +1,166 @@
+"""The LSTM that trains on CPUs: keras.layers.LSTM's weights and arithmetic, computed in fewer, larger operations.
+
+Keras' own LSTM runs a CPU as a loop of small kernels per character, forward and back, each with
+its own matrix products of [batch, units] size. This one takes Keras' variables as they are (kernel,
+recurrent_kernel, bias; gates i, f, c, o) and:
+
+- multiplies the whole sequence's inputs by `kernel` in one product before the recurrence, and
+  computes the gradients of `kernel`, `recurrent_kernel` and `bias` after it, as products over all
+  characters at once, so the loops hold only the one product per character that must wait for the last;
+- runs that product with TensorFlow's own kernel (oneDNN) and the rest of a step, the gates' element-wise
+  arithmetic, as one XLA-compiled kernel, forward and back (Keras' loop runs a dozen small kernels per step).
+  Compiling whole loops with XLA measured slower at the default size: XLA's CPU products are slower
+  than oneDNN's, most of all in bfloat16;
+- multiplies in bfloat16 under a mixed_bfloat16 policy (charbook picks it on CPUs with native bfloat16,
+  distribute.set_precision) while the cell state, the gates and the gradients stay float32.
+
+The measured gains are in bench/README.md (bench/train.py). GPUs and TPUs keep keras.layers.LSTM
+(cuDNN's fused kernel, XLA on TPUs); see models/char_lstm.build_model.
+"""
+
+import keras
+import tensorflow as tf
+
+
+class LSTM(keras.layers.LSTM):
+    """keras.layers.LSTM with a faster training loop on CPUs; its weights load into keras.layers.LSTM and back.
+
+    Named LSTM on purpose: Keras' weight files key a layer by its class name, so this layer's weights
+    are stored under the same names as keras.layers.LSTM's. Masks, go_backwards and input dropout
+    (none of which charbook uses) take Keras' own loop.
+    """
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if mask is not None or self.go_backwards or (training and self.dropout) or not _default_cell(self.cell):
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        matmul_dtype = tf.bfloat16 if self.compute_dtype == "bfloat16" else tf.float32
+        cell = self.cell
+        outputs, h, c = run_lstm(
+            tf.transpose(sequences, [1, 0, 2]),  # time-major: each step reads one contiguous [batch, input] slice
+            initial_state[0],
+            initial_state[1],
+            tf.convert_to_tensor(cell.kernel),
+            tf.convert_to_tensor(cell.recurrent_kernel),
+            tf.convert_to_tensor(cell.bias),
+            matmul_dtype=matmul_dtype,
+        )
+        outputs = tf.transpose(outputs, [1, 0, 2])  # [batch, time, units]
+        return outputs[:, -1], outputs, [tf.cast(h, sequences.dtype), tf.cast(c, sequences.dtype)]
+
+
+def run_lstm(x, h0, c0, kernel, recurrent_kernel, bias, *, matmul_dtype=tf.float32):
+    """Keras' LSTM over a time-major sequence, with its gradient: x [time, batch, input], h0 and c0 [batch, units]
+    -> (outputs [time, batch, units] in x's dtype, last h, last c in float32).
+
+    Matrix products take matmul_dtype inputs (float32 or bfloat16); the cell state and gates are float32.
+    """
+    units = recurrent_kernel.shape[0]
+
+    @tf.custom_gradient
+    def run(x, h0, c0, kernel, recurrent_kernel, bias):
+        time, batch, features = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
+        x_flat = tf.reshape(tf.cast(x, matmul_dtype), [-1, features])
+        # The input part of every step's gates in one product: [time * batch, input] @ [input, 4 * units].
+        x_part = tf.matmul(x_flat, tf.cast(kernel, matmul_dtype))
+        x_part = tf.reshape(tf.cast(x_part, tf.float32) + tf.cast(bias, tf.float32), [time, batch, 4 * units])
+        h0, c0 = tf.cast(h0, tf.float32), tf.cast(c0, tf.float32)
+        # Gradients come from `grad` below: stop_gradient keeps an eager tape from differentiating the loop too.
+        loop_inputs = [tf.stop_gradient(t) for t in (x_part, h0, c0, tf.cast(recurrent_kernel, matmul_dtype))]
+        outputs, cells, gates = _forward_loop(*loop_inputs)
+
+        def grad(d_outputs, d_h, d_c):
+            d_gates, d_h0, d_c0 = _backward_loop(
+                tf.cast(d_outputs, tf.float32),
+                tf.cast(d_h, tf.float32),
+                tf.cast(d_c, tf.float32),
+                gates,
+                cells,
+                c0,
+                tf.transpose(tf.cast(recurrent_kernel, matmul_dtype)),
+            )
+            # The weights' gradients as products over all steps at once: [features, time * batch] @ [time * batch, 4 * units].
+            d_gates_flat = tf.reshape(d_gates, [-1, 4 * units])
+            d_gates_low = tf.cast(d_gates_flat, matmul_dtype)
+            previous_h = tf.reshape(tf.concat([h0[None], outputs[:-1]], axis=0), [-1, units])
+            d_recurrent = tf.matmul(tf.cast(previous_h, matmul_dtype), d_gates_low, transpose_a=True)
+            d_kernel = tf.matmul(x_flat, d_gates_low, transpose_a=True)
+            d_x = tf.matmul(d_gates_low, tf.cast(kernel, matmul_dtype), transpose_b=True)
+            return (
+                tf.cast(tf.reshape(d_x, [time, batch, features]), x.dtype),
+                tf.cast(d_h0, h0.dtype),
+                tf.cast(d_c0, c0.dtype),
+                tf.cast(d_kernel, kernel.dtype),
+                tf.cast(d_recurrent, recurrent_kernel.dtype),
+                tf.cast(tf.reduce_sum(d_gates_flat, axis=0), bias.dtype),
+            )
+
+        return (tf.cast(outputs, x.dtype), outputs[-1], cells[-1]), grad
+
+    return run(x, h0, c0, kernel, recurrent_kernel, bias)
+
+
+def _forward_loop(x_part, h0, c0, recurrent_kernel):
+    """x_part [time, batch, 4 * units] float32 -> outputs h and cells c [time, batch, units], activated gates [time, batch, 4 * units]."""
+    time = tf.shape(x_part)[0]
+
+    def body(t, h, c, outputs, cells, gates):
+        # The one product that must wait for the previous step, by TensorFlow's own kernel (oneDNN: bfloat16 in
+        # hardware where the CPU has it), then the rest of the step as one XLA-compiled kernel.
+        h, c, g = _cell(x_part[t], tf.matmul(tf.cast(h, recurrent_kernel.dtype), recurrent_kernel), c)
+        return t + 1, h, c, outputs.write(t, h), cells.write(t, c), gates.write(t, g)
+
+    arrays = [tf.TensorArray(tf.float32, size=time) for _ in range(3)]
+    _, _, _, outputs, cells, gates = tf.while_loop(lambda t, *_: t < time, body, (0, h0, c0, *arrays))
+    return outputs.stack(), cells.stack(), gates.stack()
+
+
+def _backward_loop(d_outputs, d_h, d_c, gates, cells, c0, recurrent_kernel_t):
+    """From the last step back: the gradients of the gates before activation [time, batch, 4 * units], of h0 and of c0."""
+    time = tf.shape(gates)[0]
+    previous_cells = tf.concat([c0[None], cells[:-1]], axis=0)
+
+    def body(k, d_h, d_c, d_gates):
+        t = time - 1 - k
+        d_z, d_c = _cell_gradient(gates[t], cells[t], previous_cells[t], d_outputs[t] + d_h, d_c)
+        d_h = tf.cast(tf.matmul(tf.cast(d_z, recurrent_kernel_t.dtype), recurrent_kernel_t), tf.float32)
+        return k + 1, d_h, d_c, d_gates.write(t, d_z)
+
+    d_gates = tf.TensorArray(tf.float32, size=time)
+    _, d_h, d_c, d_gates = tf.while_loop(lambda k, *_: k < time, body, (0, d_h, d_c, d_gates))
+    return d_gates.stack(), d_h, d_c
+
+
+@tf.function(jit_compile=True)
+def _cell(x_part_t, recurrent_part, c):
+    """One step of Keras' LSTM cell from its two products, in float32: -> h, c [batch, units], activated gates i, f, c, o."""
+    z = x_part_t + tf.cast(recurrent_part, tf.float32)
+    i, f, g, o = tf.split(z, 4, axis=-1)
+    i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+    c = f * c + i * g
+    h = o * tf.tanh(c)
+    return h, c, tf.concat([i, f, g, o], axis=-1)
+
+
+@tf.function(jit_compile=True)
+def _cell_gradient(gates_t, c_t, c_previous, d_h, d_c):
+    """d(loss)/d(pre-activation) of one step's gates i, f, c, o [batch, 4 * units], and of the previous step's c.
+
+    sigmoid' = s (1 - s), tanh' = 1 - tanh^2; d_h and d_c arrive from the step after (and d_h from the output).
+    """
+    i, f, g, o = tf.split(gates_t, 4, axis=-1)
+    tanh_c = tf.tanh(c_t)
+    d_c = d_c + d_h * o * (1 - tanh_c * tanh_c)
+    d_z = tf.concat(
+        [d_c * g * i * (1 - i), d_c * c_previous * f * (1 - f), d_c * i * (1 - g * g), d_h * tanh_c * o * (1 - o)], axis=-1
+    )
+    return d_z, d_c * f
+
+
+def _default_cell(cell: keras.layers.LSTMCell) -> bool:
+    """The arithmetic the loops above implement: Keras' default activations, a bias, no recurrent dropout."""
+    return (
+        cell.activation is keras.activations.tanh
+        and cell.recurrent_activation is keras.activations.sigmoid
+        and cell.use_bias
+        and not cell.recurrent_dropout
+    )
