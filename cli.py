@@ -43,6 +43,11 @@ def import_tensorflow_quietly() -> None:
             import tensorflow as tf
 
             tf.config.list_physical_devices()  # initializes CUDA, which has its own chatter
+            if tuple(int(part) for part in tf.__version__.split(".")[:2]) < (2, 21):
+                # Before 2.21 (Colab's 2.19, tensorflow-tpu's 2.20) XLA announces its start on stderr through absl,
+                # whatever TF_CPP_MIN_LOG_LEVEL says ("XLA service ... initialized", "Compiled cluster using
+                # XLA!"), and only once per process: one tiny compiled function here spends those lines unseen.
+                tf.function(lambda x: x + 1, jit_compile=True)(tf.constant(0))
         except BaseException:
             os.dup2(saved_stderr, 2)
             chatter.seek(0)

@@ -32,6 +32,7 @@ def run_generate(*flags):
     )
 
 
+@pytest.mark.smoke  # also: nothing on stderr, where TensorFlow 2.19's XLA announces itself (cli.import_tensorflow_quietly)
 def test_generates_the_requested_number_of_known_characters(export_dir):
     result = run_generate(f"--export_dir={export_dir}", "--seed_text=The ", "--length=50", "--seed=3")
     assert result.returncode == 0, result.stderr
