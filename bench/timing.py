@@ -1,6 +1,7 @@
 """Timing of the real training step, shared by the bench scripts that measure it (accelerator_check.py, train.py)."""
 
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -25,6 +26,50 @@ class TrainingRun(NamedTuple):
     op_types: set[str] | None  # every op type in the compiled step's graph; None when it cannot be read
 
 
+class TimedSteps(NamedTuple):
+    time_steps: Callable[[float], float]  # seconds -> characters per second of the steps run in that time (at least 2)
+    policy: str  # the Keras dtype policy the model was built under
+    op_types: Callable[[], set[str] | None]  # every op type in the compiled step's graph; None when it cannot be read
+
+
+def make_timed_steps(
+    cfg: Config, strategy: tf.distribute.Strategy, vocab_size: int, *, precision: str, fast_cpu_lstm: bool | None = None
+) -> TimedSteps:
+    """The real compiled training step at cfg's sizes and --precision, traced and compiled by one warm-up step, to time.
+
+    The LSTM layer is the one training picks for `strategy` (distribute.trains_on_cpu) unless fast_cpu_lstm says.
+    Each step's loss is read back, as training.train does, so the timing covers whole steps. The model keeps
+    its dtype policy; the global policy is float32 again on return, whatever happens.
+    """
+    policy = distribute.set_precision(precision, strategy)
+    if fast_cpu_lstm is None:
+        fast_cpu_lstm = distribute.trains_on_cpu(strategy)
+    try:
+        with strategy.scope():
+            model = build_model(cfg.model, vocab_size, fast_cpu_lstm=fast_cpu_lstm)
+            optimizer = make_optimizer(cfg, model, total_steps=1_000_000, num_replicas=strategy.num_replicas_in_sync)
+    finally:
+        distribute.set_precision("float32", strategy)
+    batches = make_random_batches(vocab_size, batch_size=cfg.batch_size, seq_len=cfg.seq_len)
+    batches = iter(strategy.experimental_distribute_dataset(batches))
+    train_step = make_train_step(model, optimizer, strategy, global_batch_size=cfg.batch_size)
+    float(train_step(batches))  # warm-up: traces and compiles the step (and autotunes cuDNN on a GPU)
+
+    def time_steps(seconds: float) -> float:
+        steps, start = 0, time.perf_counter()
+        while steps < 2 or time.perf_counter() - start < seconds:
+            float(train_step(batches))
+            steps += 1
+        return steps * cfg.batch_size * cfg.seq_len / (time.perf_counter() - start)
+
+    def op_types():
+        # The graph is there to read when make_train_step returns the tf.function itself.
+        traced = getattr(train_step, "get_concrete_function", None)
+        return graph_op_types(traced(batches).graph) if traced else None
+
+    return TimedSteps(time_steps, policy, op_types)
+
+
 def measure_training(
     cfg: Config,
     strategy: tf.distribute.Strategy,
@@ -34,33 +79,9 @@ def measure_training(
     seconds: float,
     fast_cpu_lstm: bool | None = None,
 ) -> TrainingRun:
-    """The real compiled training step at cfg's sizes and --precision, timed after a warm-up step for `seconds` (at least 2 steps).
-
-    The LSTM layer is the one training picks for `strategy` (distribute.trains_on_cpu) unless fast_cpu_lstm says.
-    Each step's loss is read back, as training.train does, so the timing covers whole steps.
-    The precision policy is float32 again on return, whatever happens.
-    """
-    policy = distribute.set_precision(precision, strategy)
-    if fast_cpu_lstm is None:
-        fast_cpu_lstm = distribute.trains_on_cpu(strategy)
-    try:
-        with strategy.scope():
-            model = build_model(cfg.model, vocab_size, fast_cpu_lstm=fast_cpu_lstm)
-            optimizer = make_optimizer(cfg, model, total_steps=1_000_000, num_replicas=strategy.num_replicas_in_sync)
-        batches = make_random_batches(vocab_size, batch_size=cfg.batch_size, seq_len=cfg.seq_len)
-        batches = iter(strategy.experimental_distribute_dataset(batches))
-        train_step = make_train_step(model, optimizer, strategy, global_batch_size=cfg.batch_size)
-        float(train_step(batches))  # warm-up: traces and compiles the step (and autotunes cuDNN on a GPU)
-        steps, start = 0, time.perf_counter()
-        while steps < 2 or time.perf_counter() - start < seconds:
-            float(train_step(batches))
-            steps += 1
-        chars_per_sec = steps * cfg.batch_size * cfg.seq_len / (time.perf_counter() - start)
-        # The graph is there to read when make_train_step returns the tf.function itself.
-        traced = getattr(train_step, "get_concrete_function", None)
-        return TrainingRun(chars_per_sec, policy, graph_op_types(traced(batches).graph) if traced else None)
-    finally:
-        distribute.set_precision("float32", strategy)
+    """make_timed_steps, timed once for `seconds`."""
+    timed = make_timed_steps(cfg, strategy, vocab_size, precision=precision, fast_cpu_lstm=fast_cpu_lstm)
+    return TrainingRun(timed.time_steps(seconds), timed.policy, timed.op_types())
 
 
 def graph_op_types(graph: tf.Graph) -> set[str]:
