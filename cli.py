@@ -1,5 +1,6 @@
 """Command-line plumbing shared by the entry scripts: Config fields as absl flags, clean error exits."""
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -35,19 +36,37 @@ def import_tensorflow_quietly() -> None:
     if _debug_from_environment():
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _stderr_set_aside():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # initializes CUDA, which has its own chatter
+
+
+def _start_xla_quietly() -> None:
+    """Before TensorFlow 2.21 (Colab's 2.19, tensorflow-tpu's 2.20) XLA announces its start on stderr through absl,
+    whatever TF_CPP_MIN_LOG_LEVEL says ("XLA service ... initialized", "Compiled cluster using XLA!"), once per
+    process: one tiny compiled function spends those lines unseen. It starts TensorFlow's runtime, so only the
+    entry scripts (run) call it, and not on a TPU VM, whose TPU the strategy must be the first to take.
+    """
+    import tensorflow as tf
+
+    from hardware import tpu_is_attached
+
+    if _debug_from_environment() or tuple(int(part) for part in tf.__version__.split(".")[:2]) >= (2, 21) or tpu_is_attached():
+        return
+    with _stderr_set_aside():
+        tf.function(lambda x: x + 1, jit_compile=True)(tf.constant(0))
+
+
+@contextlib.contextmanager
+def _stderr_set_aside():
+    """What C++ code writes to stderr meanwhile goes to a temporary file, shown only if an exception ends the block."""
     sys.stderr.flush()
     saved_stderr = os.dup(2)
     with tempfile.TemporaryFile() as chatter:
         os.dup2(chatter.fileno(), 2)
         try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # initializes CUDA, which has its own chatter
-            if tuple(int(part) for part in tf.__version__.split(".")[:2]) < (2, 21):
-                # Before 2.21 (Colab's 2.19, tensorflow-tpu's 2.20) XLA announces its start on stderr through absl,
-                # whatever TF_CPP_MIN_LOG_LEVEL says ("XLA service ... initialized", "Compiled cluster using
-                # XLA!"), and only once per process: one tiny compiled function here spends those lines unseen.
-                tf.function(lambda x: x + 1, jit_compile=True)(tf.constant(0))
+            yield
         except BaseException:
             os.dup2(saved_stderr, 2)
             chatter.seek(0)
@@ -155,6 +174,7 @@ def run(main) -> None:
     """
 
     import_tensorflow_quietly()  # a no-op if the entry script did it already, as it should
+    _start_xla_quietly()
     import tensorflow as tf
 
     def main_with_clean_errors(argv):
