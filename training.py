@@ -71,6 +71,9 @@ def run(cfg: Config) -> TrainResult:
     _check_batch_splits_evenly(cfg, strategy)
     is_chief = distribute.is_chief(strategy)
     with contextlib.ExitStack() as held:
+        # The precision policy chosen for this run is Keras' global one; models built after the run (a notebook's,
+        # a test's) get back the policy they had.
+        held.callback(keras.mixed_precision.set_global_policy, keras.mixed_precision.global_policy())
         if is_chief:  # the one writer of the export and the checkpoints; the other workers only read
             held.enter_context(workdirs.exclusive_use(cfg.export_dir, flag="--export_dir"))
             held.enter_context(workdirs.exclusive_use(cfg.checkpoint_dir, flag="--checkpoint_dir"))

@@ -30,6 +30,7 @@ def test_run_trains_exports_and_resumes_as_train_py_does(tiny_config, tmp_path, 
 
     assert result.steps_completed == 40 and not result.interrupted and not result.stopped_early
     assert result.export_dir == export_dir
+    assert keras.mixed_precision.global_policy().name == "float32"  # as before the run, whatever --precision chose
     exported = export.load_export(export_dir)
     assert result.train_bits_per_char < math.log2(exported.vocabulary.size) - 1  # a uniform guess: 6.25 bits/char
     assert result.best_step == 40  # the only validation: at the end
