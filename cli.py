@@ -167,14 +167,16 @@ def _was_given(name: str) -> bool:
     return FLAGS[name].present or bool(environment_variable and os.environ.get(environment_variable))
 
 
-def run(main) -> None:
+def run(main, *, start_xla_quietly: bool = True) -> None:
     """absl's app.run(main), but a UserError, an OSError or running out of memory ends in one message on stderr and exit status 2.
 
     When the reader of stdout stops (generate.py | head), the tool ends quietly with exit status 0.
+    start_xla_quietly=False leaves TensorFlow's runtime unstarted for `main` (see _start_xla_quietly).
     """
 
     import_tensorflow_quietly()  # a no-op if the entry script did it already, as it should
-    _start_xla_quietly()
+    if start_xla_quietly:
+        _start_xla_quietly()
     import tensorflow as tf
 
     def main_with_clean_errors(argv):

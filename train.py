@@ -23,4 +23,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    # The strategy must be what starts TensorFlow's runtime: MultiWorkerMirroredStrategy refuses a started one.
+    cli.run(main, start_xla_quietly=False)

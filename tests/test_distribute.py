@@ -167,6 +167,7 @@ def run_workers(flags: list[str], *, own_flags) -> list[tuple[int, str, str]]:
     return [(process.returncode, *output) for process, output in zip(processes, outputs)]
 
 
+@pytest.mark.smoke
 def test_two_workers_train_resume_together_or_refuse_when_their_checkpoints_differ(gutenberg_mirror, tmp_path):
     flags = [
         "--books=31469",
