@@ -16,18 +16,22 @@ ACCELERATOR_CHECK_SPEEDS = (
 )
 
 
-def test_accelerator_check_prints_one_json_line_of_positive_speeds():
+def run_bench(script: str, **environment) -> dict:
+    """Runs bench/<script> --quick, which must succeed and print one line: its JSON report."""
     result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "bench" / "accelerator_check.py"), "--quick"],
+        [sys.executable, str(PROJECT_ROOT / "bench" / script), "--quick"],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},  # the CPU, even on a machine with a GPU
+        env={**os.environ, **environment},
     )
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1, result.stdout
-    report = json.loads(lines[0])
+    (line,) = result.stdout.splitlines()
+    return json.loads(line)
+
+
+def test_accelerator_check_prints_one_json_line_of_positive_speeds():
+    report = run_bench("accelerator_check.py", CUDA_VISIBLE_DEVICES="")  # the CPU, even on a machine with a GPU
 
     assert report["errors"] == {}
     for key in ACCELERATOR_CHECK_SPEEDS:
@@ -41,12 +45,7 @@ def test_accelerator_check_prints_one_json_line_of_positive_speeds():
 
 
 def test_train_bench_prints_the_speeds_of_both_layers_in_both_precisions_and_their_ratios():
-    result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "bench" / "train.py"), "--quick"], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr
-    (line,) = result.stdout.splitlines()
-    report = json.loads(line)
+    report = run_bench("train.py")
     for size in ("default", "demo"):
         for name in ("stock_float32", "stock_bfloat16", "ours_float32", "ours_bfloat16"):
             assert report[f"{size}_{name}_chars_per_sec"] > 0
@@ -57,12 +56,7 @@ def test_train_bench_prints_the_speeds_of_both_layers_in_both_precisions_and_the
 
 
 def test_catalog_bench_prints_one_json_line_with_the_figures_the_issue_asks_for():
-    result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "bench" / "catalog.py"), "--quick"], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr
-    (line,) = result.stdout.splitlines()
-    report = json.loads(line)
+    report = run_bench("catalog.py")
     for key in ("csv_parse_seconds", "rdf_parse_seconds", "query_seconds", "rdf_parse_peak_rss_mb"):
         assert report[key] > 0, key
     assert report["catalog_rows"] == 3000 and report["rdf_files"] == report["download_counts"] == 2000  # the stray test/ entry skipped
