@@ -72,7 +72,7 @@ def describe_hardware() -> dict:
     }
 
 
-def judge_cudnn(op_types: set[str] | None, hardware: dict) -> tuple[bool | None, str]:
+def judge_cudnn(op_types: set[str] | None, hardware: dict, *, step_failed: bool = False) -> tuple[bool | None, str]:
     """Whether the training step's LSTMs run cuDNN's fused kernel (None where there is no GPU), and why.
 
     Keras 3 decides while tracing (keras/src/backend/tensorflow/rnn.py, cudnn_ok): tanh and sigmoid
@@ -84,8 +84,10 @@ def judge_cudnn(op_types: set[str] | None, hardware: dict) -> tuple[bool | None,
         return None, "a TPU: XLA compiles the LSTMs there; cuDNN is a GPU library"
     if not hardware["gpus"]:
         return None, "no GPU visible to TensorFlow: cuDNN is a GPU library"
-    if op_types is None:
+    if step_failed:
         return None, "the float32 training step failed (see errors)"
+    if op_types is None:  # training.make_train_step wraps the compiled function, whose graph timing.py reads when it can
+        return None, "the float32 training step ran, but its graph could not be read"
     cudnn_ops = sorted(op for op in op_types if op.startswith("CudnnRNN"))
     if cudnn_ops:
         return True, f"the float32 training step's graph holds {', '.join(cudnn_ops)}"
@@ -134,7 +136,7 @@ def main(argv):
     float32 = attempt("train_float32", lambda: train("float32"))
     # The mixed precision of each kind of hardware: float16 on GPUs, bfloat16 on TPUs and CPUs (a CPU has no fast float16).
     mixed = attempt("train_mixed_precision", lambda: train("float16" if hardware["gpus"] else "bfloat16"))
-    cudnn_lstm, cudnn_reason = judge_cudnn(float32.op_types if float32 else None, hardware)
+    cudnn_lstm, cudnn_reason = judge_cudnn(float32.op_types if float32 else None, hardware, step_failed=float32 is None)
     batch1 = attempt("generate_batch1", lambda: measure_generation(cfg, vocabulary, num_samples=1, length=length))
     batch64 = attempt(
         "generate_batch64", lambda: measure_generation(cfg, vocabulary, num_samples=GENERATE_BATCH, length=length // 4)
