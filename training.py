@@ -120,10 +120,10 @@ def train(
     save_due = interrupted = stopped_early = False
     try:
         step = first_step
+        # Several steps per compiled call keep a TPU busy; each call ends where the host has work to do
+        # (a progress line, validation, a checkpoint), so the weights are those of `step` whenever it looks.
+        host_work_every = (cfg.log_every, cfg.checkpoint_every, data.steps_per_epoch)
         while step < total_steps:
-            # Several steps per compiled call keep a TPU busy; each call ends where the host has work to do
-            # (a progress line, validation, a checkpoint), so the weights are those of `step` whenever it looks.
-            host_work_every = (cfg.log_every, cfg.checkpoint_every, data.steps_per_epoch)
             num_steps = _steps_in_next_call(step, steps_per_call, host_work_every=host_work_every, total_steps=total_steps)
             for loss in train_steps(batches, num_steps):
                 step += 1
@@ -227,15 +227,8 @@ def make_train_steps(
     def train_steps(iterator, num_steps: int) -> np.ndarray:
         return compiled_steps(iterator, tf.constant(num_steps, tf.int32)).numpy()  # a tensor: one trace for every n
 
+    train_steps.compiled = compiled_steps  # the tf.function, whose graph bench/accelerator_check.py reads
     return train_steps
-
-
-def make_train_step(
-    model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy, *, global_batch_size: int
-):
-    """A function: an iterator of (inputs, targets) batches -> the mean cross-entropy in nats of one step (make_train_steps)."""
-    train_steps = make_train_steps(model, optimizer, strategy, global_batch_size=global_batch_size)
-    return lambda iterator: float(train_steps(iterator, 1)[0])
 
 
 def _steps_in_next_call(step: int, steps_per_call: int, *, host_work_every: Sequence[int], total_steps: int) -> int:

@@ -86,7 +86,7 @@ def judge_cudnn(op_types: set[str] | None, hardware: dict, *, step_failed: bool 
         return None, "no GPU visible to TensorFlow: cuDNN is a GPU library"
     if step_failed:
         return None, "the float32 training step failed (see errors)"
-    if op_types is None:  # training.make_train_step wraps the compiled function, whose graph timing.py reads when it can
+    if op_types is None:
         return None, "the float32 training step ran, but its graph could not be read"
     cudnn_ops = sorted(op for op in op_types if op.startswith("CudnnRNN"))
     if cudnn_ops:

@@ -11,7 +11,7 @@ import distribute
 from config import Config
 from models.char_lstm import build_model
 from optimization import make_optimizer
-from training import make_train_step
+from training import make_train_steps
 
 
 def make_random_batches(vocab_size: int, *, batch_size: int, seq_len: int, seed: int = 0) -> tf.data.Dataset:
@@ -52,20 +52,18 @@ def make_timed_steps(
         distribute.set_precision("float32", strategy)
     batches = make_random_batches(vocab_size, batch_size=cfg.batch_size, seq_len=cfg.seq_len)
     batches = iter(strategy.experimental_distribute_dataset(batches))
-    train_step = make_train_step(model, optimizer, strategy, global_batch_size=cfg.batch_size)
-    float(train_step(batches))  # warm-up: traces and compiles the step (and autotunes cuDNN on a GPU)
+    train_steps = make_train_steps(model, optimizer, strategy, global_batch_size=cfg.batch_size)
+    train_steps(batches, 1)  # warm-up: traces and compiles the step (and autotunes cuDNN on a GPU)
 
     def time_steps(seconds: float) -> float:
         steps, start = 0, time.perf_counter()
         while steps < 2 or time.perf_counter() - start < seconds:
-            float(train_step(batches))
+            train_steps(batches, 1)  # one step per call, the host waiting for each: what training does on CPUs and GPUs
             steps += 1
         return steps * cfg.batch_size * cfg.seq_len / (time.perf_counter() - start)
 
     def op_types():
-        # The graph is there to read when make_train_step returns the tf.function itself.
-        traced = getattr(train_step, "get_concrete_function", None)
-        return graph_op_types(traced(batches).graph) if traced else None
+        return graph_op_types(train_steps.compiled.get_concrete_function(batches, tf.constant(1)).graph)
 
     return TimedSteps(time_steps, policy, op_types)
 

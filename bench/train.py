@@ -4,7 +4,7 @@
 
 Two sizes: the default model (Config(): embedding 256, two LSTMs of 512 units, batches of 128 x 100)
 and the demo's (demo.flags: embedding 32, two LSTMs of 192, batches of 64 x 64). For each, the real
-compiled training step (bench/timing.py: build_model, make_optimizer, training.make_train_step, on
+compiled training step (bench/timing.py: build_model, make_optimizer, training.make_train_steps, on
 random ids of 100) with the stock keras.layers.LSTM and with ours, in float32 and under
 mixed_bfloat16 (--precision=bfloat16). All eight are compiled first, then timed in --rounds turns
 of --seconds / --rounds each, and each figure is its best round. Ratios are

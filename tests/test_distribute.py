@@ -98,7 +98,7 @@ overflowing[4:, 5] = 19  # rows 4-7 of the global batch of 8 are replica 1's
 windows = np.concatenate([normal(), overflowing, normal(), normal()]).astype(np.int32)
 batches = tf.data.Dataset.from_tensor_slices(windows).map(split_input_target).batch(8, drop_remainder=True)
 iterator = iter(strategy.experimental_distribute_dataset(batches))
-train_step = training.make_train_step(model, optimizer, strategy, global_batch_size=8)
+train_steps = training.make_train_steps(model, optimizer, strategy, global_batch_size=8)
 
 def each_replica(variable):
     return [value.numpy() for value in strategy.experimental_local_results(variable.value)]
@@ -108,7 +108,7 @@ def weights_of_each_replica():
 
 for _ in range(4):
     before = weights_of_each_replica()
-    train_step(iterator)
+    train_steps(iterator, 1)
     after = weights_of_each_replica()
     print(json.dumps({
         "changed": [not np.array_equal(b, a) for b, a in zip(before, after)],

@@ -83,9 +83,7 @@ def test_an_export_trained_with_the_fast_layer_loads_into_keras_lstm_with_the_sa
     model = build_model(CONFIG.model, VOCABULARY.size, fast_cpu_lstm=True)
     optimizer = optimization.make_optimizer(CONFIG, model, total_steps=5)
     batches = iter(tf.data.Dataset.from_tensors((IDS[:, :-1], IDS[:, 1:])).repeat())
-    train_step = training.make_train_step(model, optimizer, tf.distribute.get_strategy(), global_batch_size=3)
-    for _ in range(5):
-        train_step(batches)
+    training.make_train_steps(model, optimizer, tf.distribute.get_strategy(), global_batch_size=3)(batches, 5)
     export.write_export(tmp_path / "export", model=model, config=CONFIG, vocabulary=VOCABULARY, steps_completed=5)
 
     loaded = export.load_model(export.load_export(tmp_path / "export"))
