@@ -11,12 +11,16 @@ recurrent_kernel, bias; gates i, f, c, o) and:
   arithmetic, as one XLA-compiled kernel, forward and back (Keras' loop runs a dozen small kernels per step).
   Compiling whole loops with XLA measured slower at the default size: XLA's CPU products are slower
   than oneDNN's, most of all in bfloat16;
+- runs the rows of a batch as one independent loop per CPU core (row_groups): small products side by side
+  beat each product spread over all cores;
 - multiplies in bfloat16 under a mixed_bfloat16 policy (charbook picks it on CPUs with native bfloat16,
   distribute.set_precision) while the cell state, the gates and the gradients stay float32.
 
 The measured gains are in bench/README.md (bench/train.py). GPUs and TPUs keep keras.layers.LSTM
 (cuDNN's fused kernel, XLA on TPUs); see models/char_lstm.build_model.
 """
+
+import os
 
 import keras
 import tensorflow as tf
@@ -34,18 +38,38 @@ class LSTM(keras.layers.LSTM):
         if mask is not None or self.go_backwards or (training and self.dropout) or not _default_cell(self.cell):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         matmul_dtype = tf.bfloat16 if self.compute_dtype == "bfloat16" else tf.float32
-        cell = self.cell
-        outputs, h, c = run_lstm(
-            tf.transpose(sequences, [1, 0, 2]),  # time-major: each step reads one contiguous [batch, input] slice
-            initial_state[0],
-            initial_state[1],
-            tf.convert_to_tensor(cell.kernel),
-            tf.convert_to_tensor(cell.recurrent_kernel),
-            tf.convert_to_tensor(cell.bias),
-            matmul_dtype=matmul_dtype,
-        )
+        weights = [tf.convert_to_tensor(w) for w in (self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias)]
+        x = tf.transpose(sequences, [1, 0, 2])  # time-major: each step reads one contiguous [batch, input] slice
+        groups = row_groups(x.shape[1], cpu_cores())
+        runs = [
+            run_lstm(*rows, *weights, matmul_dtype=matmul_dtype)
+            for rows in zip(tf.split(x, groups, axis=1), tf.split(initial_state[0], groups), tf.split(initial_state[1], groups))
+        ]
+        outputs, h, c = (tf.concat([run[k] for run in runs], axis=1 if k == 0 else 0) for k in range(3))
         outputs = tf.transpose(outputs, [1, 0, 2])  # [batch, time, units]
         return outputs[:, -1], outputs, [tf.cast(h, sequences.dtype), tf.cast(c, sequences.dtype)]
+
+
+MIN_ROWS_PER_GROUP = 16  # fewer rows make the per-step products too small to run at speed
+
+
+def row_groups(batch_size: int | None, cores: int) -> int:
+    """How many independent groups of rows to run the recurrence in: one per core, each of at least MIN_ROWS_PER_GROUP rows.
+
+    The rows of a batch never meet inside an LSTM, so each group runs as a loop of its own, and TensorFlow
+    runs independent loops side by side, one per core. At charbook's sizes a step's products are small, and
+    two of them side by side, one per core, measured nearly twice as fast as each spread over both cores
+    (bench/README.md). A batch size unknown while tracing, or one the groups would not divide evenly, gets one group.
+    """
+    if batch_size is None:
+        return 1
+    fitting = [n for n in range(1, cores + 1) if batch_size % n == 0 and batch_size // n >= MIN_ROWS_PER_GROUP]
+    return max(fitting, default=1)
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (a container or taskset may allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def run_lstm(x, h0, c0, kernel, recurrent_kernel, bias, *, matmul_dtype=tf.float32):

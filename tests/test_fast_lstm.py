@@ -49,7 +49,10 @@ def test_same_variables_as_keras_lstm():
     assert [(w.path, w.shape) for w in fast.weights] == [(w.path, w.shape) for w in stock.weights]
 
 
-def test_same_logits_and_gradients_as_keras_lstm_in_float32():
+@pytest.mark.parametrize("cores", [1, 3])  # IDS' three rows in one loop, or one loop per row
+def test_same_logits_and_gradients_as_keras_lstm_in_float32(monkeypatch, cores):
+    monkeypatch.setattr(fast_lstm, "MIN_ROWS_PER_GROUP", 1)
+    monkeypatch.setattr(fast_lstm, "cpu_cores", lambda: cores)
     stock, fast = stock_and_fast()
     stock_loss, stock_gradients = loss_and_gradients(stock)
     fast_loss, fast_gradients = loss_and_gradients(fast)
@@ -59,6 +62,22 @@ def test_same_logits_and_gradients_as_keras_lstm_in_float32():
         np.testing.assert_allclose(
             tf.convert_to_tensor(fast_gradient), tf.convert_to_tensor(stock_gradient), atol=1e-5, err_msg=variable.path
         )
+
+
+@pytest.mark.parametrize(
+    "batch_size, cores, groups",
+    [
+        (64, 2, 2),  # the demo's batches on two cores: a loop per core
+        (128, 8, 8),
+        (64, 8, 4),  # eight groups would hold 8 rows each, too few to multiply at speed
+        (30, 2, 1),
+        (51, 2, 1),  # two groups would not be equal
+        (48, 4, 3),
+        (None, 2, 1),  # a batch size unknown while tracing
+    ],
+)
+def test_row_groups_one_loop_per_core_each_large_enough(batch_size, cores, groups):
+    assert fast_lstm.row_groups(batch_size, cores) == groups
 
 
 def test_bfloat16_products_stay_close_to_float32():
