@@ -7,14 +7,14 @@ recurrent_kernel, bias; gates i, f, c, o) and:
 - multiplies the whole sequence's inputs by `kernel` in one product before the recurrence, and
   computes the gradients of `kernel`, `recurrent_kernel` and `bias` after it, as products over all
   characters at once, so the loops hold only the one product per character that must wait for the last;
-- runs that product with TensorFlow's own kernel (oneDNN) and the rest of a step, the gates' element-wise
-  arithmetic, as one XLA-compiled kernel, forward and back (Keras' loop runs a dozen small kernels per step).
-  Compiling whole loops with XLA measured slower at the default size: XLA's CPU products are slower
-  than oneDNN's, most of all in bfloat16;
+- in layers of more than 256 units, runs that product with TensorFlow's own kernel (oneDNN) and the rest
+  of a step, the gates' element-wise arithmetic, as one XLA-compiled kernel, forward and back (Keras' loop
+  runs a dozen small kernels per step); in smaller layers, each whole loop is one XLA kernel (_loops says why);
 - runs the rows of a batch as one independent loop per CPU core (row_groups): small products side by side
   beat each product spread over all cores;
 - multiplies in bfloat16 under a mixed_bfloat16 policy (charbook picks it on CPUs with native bfloat16,
-  distribute.set_precision) while the cell state, the gates and the gradients stay float32.
+  distribute.set_precision) while the cell state, the gates and the gradients stay float32
+  (XLA-compiled loops multiply in float32 either way).
 
 The measured gains are in bench/README.md (bench/train.py). GPUs and TPUs keep keras.layers.LSTM
 (cuDNN's fused kernel, XLA on TPUs); see models/char_lstm.build_model.
@@ -89,18 +89,19 @@ def run_lstm(x, h0, c0, kernel, recurrent_kernel, bias, *, matmul_dtype=tf.float
         x_part = tf.reshape(tf.cast(x_part, tf.float32) + tf.cast(bias, tf.float32), [time, batch, 4 * units])
         h0, c0 = tf.cast(h0, tf.float32), tf.cast(c0, tf.float32)
         # Gradients come from `grad` below: stop_gradient keeps an eager tape from differentiating the loop too.
-        loop_inputs = [tf.stop_gradient(t) for t in (x_part, h0, c0, tf.cast(recurrent_kernel, matmul_dtype))]
-        outputs, cells, gates = _forward_loop(*loop_inputs)
+        forward_loop, backward_loop, loop_dtype = _loops(units, matmul_dtype)
+        loop_inputs = [tf.stop_gradient(t) for t in (x_part, h0, c0, tf.cast(recurrent_kernel, loop_dtype))]
+        outputs, cells, gates = forward_loop(*loop_inputs)
 
         def grad(d_outputs, d_h, d_c):
-            d_gates, d_h0, d_c0 = _backward_loop(
+            d_gates, d_h0, d_c0 = backward_loop(
                 tf.cast(d_outputs, tf.float32),
                 tf.cast(d_h, tf.float32),
                 tf.cast(d_c, tf.float32),
                 gates,
                 cells,
                 c0,
-                tf.transpose(tf.cast(recurrent_kernel, matmul_dtype)),
+                tf.transpose(tf.cast(recurrent_kernel, loop_dtype)),
             )
             # The weights' gradients as products over all steps at once: [features, time * batch] @ [time * batch, 4 * units].
             d_gates_flat = tf.reshape(d_gates, [-1, 4 * units])
@@ -121,6 +122,23 @@ def run_lstm(x, h0, c0, kernel, recurrent_kernel, bias, *, matmul_dtype=tf.float
         return (tf.cast(outputs, x.dtype), outputs[-1], cells[-1]), grad
 
     return run(x, h0, c0, kernel, recurrent_kernel, bias)
+
+
+XLA_LOOPS_UP_TO_UNITS = 256
+
+
+def _loops(units: int, matmul_dtype: tf.DType):
+    """The forward and backward loops for a layer of `units`, and the dtype of their recurrent products.
+
+    Up to XLA_LOOPS_UP_TO_UNITS, each whole loop is one XLA-compiled kernel, with its products in float32:
+    a step is so short there that TensorFlow's per-operation costs dominate, and at the demo's size
+    (192 units) whole XLA loops measured 10-25% faster than oneDNN's products between XLA-compiled gate
+    steps, in either precision (XLA's CPU products gain nothing from bfloat16). At 512 units they measured
+    20-30% slower in bfloat16, where oneDNN's products run at twice XLA's speed (bench/README.md).
+    """
+    if units <= XLA_LOOPS_UP_TO_UNITS:
+        return _forward_loop_in_xla, _backward_loop_in_xla, tf.float32
+    return _forward_loop, _backward_loop, matmul_dtype
 
 
 def _forward_loop(x_part, h0, c0, recurrent_kernel):
@@ -178,6 +196,10 @@ def _cell_gradient(gates_t, c_t, c_previous, d_h, d_c):
         [d_c * g * i * (1 - i), d_c * c_previous * f * (1 - f), d_c * i * (1 - g * g), d_h * tanh_c * o * (1 - o)], axis=-1
     )
     return d_z, d_c * f
+
+
+_forward_loop_in_xla = tf.function(_forward_loop, jit_compile=True)
+_backward_loop_in_xla = tf.function(_backward_loop, jit_compile=True)
 
 
 def _default_cell(cell: keras.layers.LSTMCell) -> bool:

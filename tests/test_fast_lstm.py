@@ -49,8 +49,15 @@ def test_same_variables_as_keras_lstm():
     assert [(w.path, w.shape) for w in fast.weights] == [(w.path, w.shape) for w in stock.weights]
 
 
+# Layers of up to XLA_LOOPS_UP_TO_UNITS run whole XLA-compiled loops, larger ones oneDNN's products step by
+# step: the tiny test model (16 units) takes either when the limit is moved.
+LOOPS = {"whole loops in XLA": 256, "oneDNN products per step": 0}
+
+
+@pytest.mark.parametrize("loops", LOOPS)
 @pytest.mark.parametrize("cores", [1, 3])  # IDS' three rows in one loop, or one loop per row
-def test_same_logits_and_gradients_as_keras_lstm_in_float32(monkeypatch, cores):
+def test_same_logits_and_gradients_as_keras_lstm_in_float32(monkeypatch, cores, loops):
+    monkeypatch.setattr(fast_lstm, "XLA_LOOPS_UP_TO_UNITS", LOOPS[loops])
     monkeypatch.setattr(fast_lstm, "MIN_ROWS_PER_GROUP", 1)
     monkeypatch.setattr(fast_lstm, "cpu_cores", lambda: cores)
     stock, fast = stock_and_fast()
@@ -80,7 +87,9 @@ def test_row_groups_one_loop_per_core_each_large_enough(batch_size, cores, group
     assert fast_lstm.row_groups(batch_size, cores) == groups
 
 
-def test_bfloat16_products_stay_close_to_float32():
+@pytest.mark.parametrize("loops", LOOPS)
+def test_bfloat16_products_stay_close_to_float32(monkeypatch, loops):
+    monkeypatch.setattr(fast_lstm, "XLA_LOOPS_UP_TO_UNITS", LOOPS[loops])
     stock, _ = stock_and_fast()
     stock_loss, stock_gradients = loss_and_gradients(stock)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
