@@ -1,8 +1,10 @@
 """Which devices train the model: a tf.distribute strategy for --strategy, the --precision it computes in, and which LSTM."""
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 
 import keras
 import tensorflow as tf
@@ -110,8 +112,24 @@ def values_of_workers(strategy: tf.distribute.Strategy, value: int) -> list[int]
 PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-def set_precision(precision: str, strategy: tf.distribute.Strategy, *, cpu_bfloat16: bool | None = None) -> str:
-    """Sets Keras' global dtype policy for --precision for the models built next and returns its name.
+@contextlib.contextmanager
+def use_precision(precision: str, strategy: tf.distribute.Strategy) -> Iterator[str]:
+    """Keras' global dtype policy for --precision (precision_policy) while the block builds models; yields its name.
+
+    Keras reads the global policy when a layer is built, so the models built inside keep it; on leaving,
+    the policy from before is back, and models built later (a notebook's, a test's) are not silently mixed precision.
+    """
+    before = keras.mixed_precision.global_policy()
+    policy = precision_policy(precision, strategy)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield policy
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def precision_policy(precision: str, strategy: tf.distribute.Strategy, *, cpu_bfloat16: bool | None = None) -> str:
+    """The name of Keras' dtype policy for --precision on the hardware `strategy` trains on.
 
     'auto' picks what the hardware computes fastest with float32 weights, state, logits and loss: bfloat16 on
     TPUs (whose matrix units are made for it, no loss scaling needed) and on CPUs that multiply bfloat16
@@ -124,9 +142,7 @@ def set_precision(precision: str, strategy: tf.distribute.Strategy, *, cpu_bfloa
             precision = "float16"
         else:
             precision = "bfloat16" if (cpu_has_native_bfloat16() if cpu_bfloat16 is None else cpu_bfloat16) else "float32"
-    policy = PRECISION_POLICIES[precision]
-    keras.mixed_precision.set_global_policy(policy)
-    return policy
+    return PRECISION_POLICIES[precision]
 
 
 def trains_on_cpu(strategy: tf.distribute.Strategy) -> bool:

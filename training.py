@@ -71,16 +71,14 @@ def run(cfg: Config) -> TrainResult:
     _check_batch_splits_evenly(cfg, strategy)
     is_chief = distribute.is_chief(strategy)
     with contextlib.ExitStack() as held:
-        # The precision policy chosen for this run is Keras' global one; models built after the run (a notebook's,
-        # a test's) get back the policy they had.
-        held.callback(keras.mixed_precision.set_global_policy, keras.mixed_precision.global_policy())
+        precision = held.enter_context(distribute.use_precision(cfg.precision, strategy))
         if is_chief:  # the one writer of the export and the checkpoints; the other workers only read
             held.enter_context(workdirs.exclusive_use(cfg.export_dir, flag="--export_dir"))
             held.enter_context(workdirs.exclusive_use(cfg.checkpoint_dir, flag="--checkpoint_dir"))
         export.check_can_write(cfg.export_dir)
         checkpoints_lib.check_can_use(cfg.checkpoint_dir)
         with _stop_when_a_worker_is_lost(cfg, strategy):
-            return _train_and_export(cfg, strategy, is_chief=is_chief)
+            return _train_and_export(cfg, strategy, is_chief=is_chief, precision=precision)
 
 
 def train(
@@ -295,8 +293,7 @@ def has_diverged(recent_losses: Sequence[float], *, vocab_size: int) -> bool:
     return len(window) == DIVERGENCE_WINDOW and sum(window) / DIVERGENCE_WINDOW > DIVERGENCE_FACTOR * math.log(vocab_size)
 
 
-def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief: bool) -> TrainResult:
-    precision = distribute.set_precision(cfg.precision, strategy)
+def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief: bool, precision: str) -> TrainResult:
     keras.utils.set_random_seed(cfg.seed)  # first: tf.data's seeded shuffles depend on TensorFlow's global seed too
     data = make_datasets(cfg)
     print(

@@ -4,7 +4,7 @@ It reports the devices TensorFlow sees, the strategy `--strategy=auto` picks, wh
 the fused cuDNN kernel (on a GPU), training characters per second at the default size (Config():
 embedding 256, two LSTMs of 512 units, batches of 128 x 100) in float32 and in mixed precision, and
 generation characters per second for one sample and for 64 together. Everything is the library's
-own code (make_strategy, set_precision, build_model, make_optimizer, the compiled training step,
+own code (make_strategy, use_precision, build_model, make_optimizer, the compiled training step,
 generate_samples) on random ids: this measures the hardware, not learning. Progress goes to stderr.
 
     python bench/accelerator_check.py [--quick] [--seconds=15] [--length=2000]

@@ -22,7 +22,7 @@ def make_random_batches(vocab_size: int, *, batch_size: int, seq_len: int, seed:
 
 class TrainingRun(NamedTuple):
     chars_per_sec: float  # input characters of the global batch per second, all replicas together
-    policy: str  # the Keras dtype policy set_precision chose: float32, mixed_float16 or mixed_bfloat16
+    policy: str  # the Keras dtype policy use_precision chose: float32, mixed_float16 or mixed_bfloat16
     op_types: set[str] | None  # every op type in the compiled step's graph; None when it cannot be read
 
 
@@ -39,17 +39,13 @@ def make_timed_steps(
 
     The LSTM layer is the one training picks for `strategy` (distribute.trains_on_cpu) unless fast_cpu_lstm says.
     Each step's loss is read back, as training.train does, so the timing covers whole steps. The model keeps
-    its dtype policy; the global policy is float32 again on return, whatever happens.
+    its dtype policy; the global policy is back as it was on return.
     """
-    policy = distribute.set_precision(precision, strategy)
     if fast_cpu_lstm is None:
         fast_cpu_lstm = distribute.trains_on_cpu(strategy)
-    try:
-        with strategy.scope():
-            model = build_model(cfg.model, vocab_size, fast_cpu_lstm=fast_cpu_lstm)
-            optimizer = make_optimizer(cfg, model, total_steps=1_000_000, num_replicas=strategy.num_replicas_in_sync)
-    finally:
-        distribute.set_precision("float32", strategy)
+    with distribute.use_precision(precision, strategy) as policy, strategy.scope():
+        model = build_model(cfg.model, vocab_size, fast_cpu_lstm=fast_cpu_lstm)
+        optimizer = make_optimizer(cfg, model, total_steps=1_000_000, num_replicas=strategy.num_replicas_in_sync)
     batches = make_random_batches(vocab_size, batch_size=cfg.batch_size, seq_len=cfg.seq_len)
     batches = iter(strategy.experimental_distribute_dataset(batches))
     train_steps = make_train_steps(model, optimizer, strategy, global_batch_size=cfg.batch_size)

@@ -13,7 +13,7 @@ recurrent_kernel, bias; gates i, f, c, o) and:
 - runs the rows of a batch as one independent loop per CPU core (row_groups): small products side by side
   beat each product spread over all cores;
 - multiplies in bfloat16 under a mixed_bfloat16 policy (charbook picks it on CPUs with native bfloat16,
-  distribute.set_precision) while the cell state, the gates and the gradients stay float32
+  distribute.use_precision) while the cell state, the gates and the gradients stay float32
   (XLA-compiled loops multiply in float32 either way).
 
 The measured gains are in bench/README.md (bench/train.py). GPUs and TPUs keep keras.layers.LSTM

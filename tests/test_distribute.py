@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import keras
 import pytest
 import tensorflow as tf
 
@@ -75,7 +76,7 @@ from pipeline.windows import split_input_target
 
 cfg = Config(embedding_dim=8, rnn_units=16, batch_size=8, seq_len=10, learning_rate=0.01, clipnorm=1.0)
 strategy = distribute.make_strategy("mirrored")
-assert distribute.set_precision("float16", strategy) == "mixed_float16"
+keras.mixed_precision.set_global_policy(distribute.precision_policy("float16", strategy))  # this script's models only
 keras.utils.set_random_seed(0)
 with strategy.scope():
     model = build_model(cfg.model, 20)
@@ -251,21 +252,23 @@ def test_one_device_is_the_chief():
 
 def test_precision_auto_is_bfloat16_on_cpus_that_have_it_and_float32_on_others():
     strategy = distribute.make_strategy("default")
-    try:
-        assert distribute.set_precision("auto", strategy, cpu_bfloat16=True) == "mixed_bfloat16"
-        assert distribute.set_precision("auto", strategy, cpu_bfloat16=False) == "float32"
-        assert distribute.set_precision("float32", strategy, cpu_bfloat16=True) == "float32"
-        assert distribute.set_precision("bfloat16", strategy, cpu_bfloat16=False) == "mixed_bfloat16"
-    finally:
-        distribute.set_precision("float32", strategy)
+    assert distribute.precision_policy("auto", strategy, cpu_bfloat16=True) == "mixed_bfloat16"
+    assert distribute.precision_policy("auto", strategy, cpu_bfloat16=False) == "float32"
+    assert distribute.precision_policy("float32", strategy, cpu_bfloat16=True) == "float32"
+    assert distribute.precision_policy("bfloat16", strategy, cpu_bfloat16=False) == "mixed_bfloat16"
 
 
 def test_precision_auto_is_float16_with_a_gpu(monkeypatch):
     monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["/device:GPU:0"] if kind == "GPU" else [])
-    try:
-        assert distribute.set_precision("auto", tf.distribute.get_strategy(), cpu_bfloat16=True) == "mixed_float16"
-    finally:
-        distribute.set_precision("float32", tf.distribute.get_strategy())
+    assert distribute.precision_policy("auto", tf.distribute.get_strategy(), cpu_bfloat16=True) == "mixed_float16"
+
+
+def test_use_precision_gives_back_the_policy_from_before_even_after_an_error():
+    strategy = distribute.make_strategy("default")
+    with pytest.raises(RuntimeError), distribute.use_precision("bfloat16", strategy) as policy:
+        assert policy == "mixed_bfloat16" and keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        raise RuntimeError("a failed build")
+    assert keras.mixed_precision.global_policy().name == "float32"
 
 
 # A --batch_size that two replicas cannot share evenly, then one they can: refused before any book is read

@@ -92,14 +92,11 @@ def test_bfloat16_products_stay_close_to_float32(monkeypatch, loops):
     monkeypatch.setattr(fast_lstm, "XLA_LOOPS_UP_TO_UNITS", LOOPS[loops])
     stock, _ = stock_and_fast()
     stock_loss, stock_gradients = loss_and_gradients(stock)
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
+    with distribute.use_precision("bfloat16", tf.distribute.get_strategy()):
         bfloat16 = build_model(CONFIG.model, VOCABULARY.size, fast_cpu_lstm=True)
-        bfloat16.set_weights(stock.get_weights())
-        assert bfloat16.get_layer("lstm_1").compute_dtype == "bfloat16"
-        loss, gradients = loss_and_gradients(bfloat16)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    bfloat16.set_weights(stock.get_weights())
+    assert bfloat16.get_layer("lstm_1").compute_dtype == "bfloat16"
+    loss, gradients = loss_and_gradients(bfloat16)
     assert abs(float(loss) - float(stock_loss)) < 0.01 * float(stock_loss)
     for gradient, stock_gradient in zip(gradients, stock_gradients):
         gradient, stock_gradient = tf.convert_to_tensor(gradient), tf.convert_to_tensor(stock_gradient)

@@ -15,7 +15,7 @@ import optimization
 import training
 import distribute
 from checkpoints import TrainingCheckpoints
-from distribute import make_strategy, set_precision
+from distribute import make_strategy, use_precision
 from errors import UserError
 from models.char_lstm import build_model
 from pipeline.datasets import make_datasets
@@ -95,19 +95,17 @@ def test_patience_stops_training_and_keeps_the_best_weights(tiny_config, tmp_pat
 
 def test_mixed_precision_keeps_weights_logits_and_loss_in_float32(tiny_config):
     strategy = make_strategy("default")
-    assert set_precision("float16", strategy) == "mixed_float16"
-    try:
+    with use_precision("float16", strategy) as policy:
         model = build_model(tiny_config.model, 20)
         optimizer = optimization.make_optimizer(tiny_config, model, total_steps=10)
-        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)  # float16 gradients would underflow
-        assert model.get_layer("lstm_1").compute_dtype == "float16"
-        assert all(w.dtype == "float32" for w in model.weights)
-        ids = tf.data.Dataset.from_tensors((tf.ones([4, 8], tf.int32), tf.ones([4, 8], tf.int32))).repeat()
-        losses = training.make_train_steps(model, optimizer, strategy, global_batch_size=4)(iter(ids), 2)
-        assert losses.dtype == np.float32 and losses.shape == (2,) and np.isfinite(losses).all()
-        assert model(tf.ones([1, 3], tf.int32)).dtype == "float32"
-    finally:
-        set_precision("float32", strategy)
+    assert policy == "mixed_float16" and keras.mixed_precision.global_policy().name == "float32"
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)  # float16 gradients would underflow
+    assert model.get_layer("lstm_1").compute_dtype == "float16"  # the model keeps the policy it was built under
+    assert all(w.dtype == "float32" for w in model.weights)
+    ids = tf.data.Dataset.from_tensors((tf.ones([4, 8], tf.int32), tf.ones([4, 8], tf.int32))).repeat()
+    losses = training.make_train_steps(model, optimizer, strategy, global_batch_size=4)(iter(ids), 2)
+    assert losses.dtype == np.float32 and losses.shape == (2,) and np.isfinite(losses).all()
+    assert model(tf.ones([1, 3], tf.int32)).dtype == "float32"
 
 
 @pytest.mark.parametrize(
