@@ -1,6 +1,6 @@
 """Training speed on this machine's CPU: Keras' LSTM against models/fast_lstm.LSTM, in float32 and bfloat16, in one JSON line.
 
-    python bench/train.py [--seconds=15] [--rounds=3] [--quick]
+    python bench/train.py [--seconds=15] [--rounds=5] [--quick]
 
 Two sizes: the default model (Config(): embedding 256, two LSTMs of 512 units, batches of 128 x 100)
 and the demo's (demo.flags: embedding 32, two LSTMs of 192, batches of 64 x 64). For each, the real
@@ -33,7 +33,7 @@ from config import Config  # noqa: E402
 from timing import make_timed_steps  # noqa: E402  (bench/timing.py, beside this script)
 
 flags.DEFINE_float("seconds", 15.0, "Seconds of timed training steps per measurement, split into --rounds (each at least 2 steps).")
-flags.DEFINE_integer("rounds", 3, "Rounds of all measurements in turn; each figure is its best round.")
+flags.DEFINE_integer("rounds", 5, "Rounds of all measurements in turn; each figure is its best round.")
 flags.DEFINE_bool("quick", False, "Tiny models and batches, 0.2 seconds each: checks that everything runs; its figures mean nothing.")
 FLAGS = flags.FLAGS
 

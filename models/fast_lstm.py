@@ -45,8 +45,8 @@ class LSTM(keras.layers.LSTM):
             run_lstm(*rows, *weights, matmul_dtype=matmul_dtype)
             for rows in zip(tf.split(x, groups, axis=1), tf.split(initial_state[0], groups), tf.split(initial_state[1], groups))
         ]
-        outputs, h, c = (tf.concat([run[k] for run in runs], axis=1 if k == 0 else 0) for k in range(3))
-        outputs = tf.transpose(outputs, [1, 0, 2])  # [batch, time, units]
+        outputs = tf.transpose(tf.concat([run[0] for run in runs], axis=1), [1, 0, 2])  # [batch, time, units]
+        h, c = (tf.concat([run[k] for run in runs], axis=0) for k in (1, 2))
         return outputs[:, -1], outputs, [tf.cast(h, sequences.dtype), tf.cast(c, sequences.dtype)]
 
 
@@ -146,8 +146,9 @@ def _forward_loop(x_part, h0, c0, recurrent_kernel):
     time = tf.shape(x_part)[0]
 
     def body(t, h, c, outputs, cells, gates):
-        # The one product that must wait for the previous step, by TensorFlow's own kernel (oneDNN: bfloat16 in
-        # hardware where the CPU has it), then the rest of the step as one XLA-compiled kernel.
+        # The one product that must wait for the previous step, then the rest of the step as one XLA-compiled kernel.
+        # Outside XLA (large layers, _loops) the product is TensorFlow's own kernel: oneDNN, bfloat16 in hardware
+        # where the CPU has it.
         h, c, g = _cell(x_part[t], tf.matmul(tf.cast(h, recurrent_kernel.dtype), recurrent_kernel), c)
         return t + 1, h, c, outputs.write(t, h), cells.write(t, c), gates.write(t, g)
 
