@@ -248,12 +248,15 @@ def test_text_streams_into_the_page_character_by_character(page):
     }"""
     )
     text = generate(page, length=20000)
-    lengths, ticks = page.evaluate("clearInterval(ticker), [lengths, ticks]")
+    lengths, ticks, run = page.evaluate("clearInterval(ticker), [lengths, ticks, charbook.lastRun]")
     seed_length = len("It was ")
     assert len(text) == seed_length + 20000
     growing = [n for n in lengths if n > seed_length]
     assert len(set(growing)) > 30 and growing[-1] == seed_length + 20000  # seen in many small pieces
-    assert growing[0] < seed_length + 100
+    # The worker posts what it sampled every 2 ms (POST_MS in web/worker.js): for this tiny model on a fast
+    # machine that is up to about 100 characters, so the bound follows the measured speed, not a fixed count.
+    chars_per_post = run["chars"] / run["seconds"] * 0.002
+    assert growing[0] - seed_length <= 3 * chars_per_post + 1 < 20000 / 30
     assert ticks > 0
 
 
