@@ -16,10 +16,10 @@ ACCELERATOR_CHECK_SPEEDS = (
 )
 
 
-def run_bench(script: str, **environment) -> dict:
+def run_bench(script: str, *args: str, **environment) -> dict:
     """Runs bench/<script> --quick, which must succeed and print one line: its JSON report."""
     result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "bench" / script), "--quick"],
+        [sys.executable, str(PROJECT_ROOT / "bench" / script), "--quick", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -44,15 +44,39 @@ def test_accelerator_check_prints_one_json_line_of_positive_speeds():
     assert {"tensorflow", "keras", "python", "platform", "tpu_attached", "tensorflow_cuda_build"} <= report.keys()
 
 
-def test_train_bench_prints_the_speeds_of_both_layers_in_both_precisions_and_their_ratios():
-    report = run_bench("train.py")
+def fake_pytorch_python(folder, *, has_torch: bool = True) -> str:
+    """An executable standing in for a Python with torch: it answers bench/pytorch_train.py's command with 1,000 chars/s each."""
+    script = folder / "python-with-torch"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"if sys.argv[1] == '-c': sys.exit({0 if has_torch else 1})\n"
+        "sizes = json.loads(next(arg for arg in sys.argv if arg.startswith('--sizes='))[len('--sizes='):])\n"
+        "print(json.dumps({f'{size}_pytorch_{precision}_chars_per_sec': 1000.0 for size in sizes for precision in ('float32', 'bfloat16')}))\n"
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_train_bench_prints_the_speeds_of_both_layers_in_both_precisions_and_their_ratios(tmp_path):
+    report = run_bench("train.py", f"--pytorch_python={fake_pytorch_python(tmp_path)}")
     for size in ("default", "demo"):
         for name in ("stock_float32", "stock_bfloat16", "ours_float32", "ours_bfloat16"):
             assert report[f"{size}_{name}_chars_per_sec"] > 0
         for precision in ("float32", "bfloat16"):
             speedup = report[f"{size}_ours_{precision}_speedup"]
             assert speedup == round(report[f"{size}_ours_{precision}_chars_per_sec"] / report[f"{size}_stock_float32_chars_per_sec"], 2)
+            assert report[f"{size}_pytorch_{precision}_chars_per_sec"] == 1000.0
+        best_ours = max(report[f"{size}_ours_float32_chars_per_sec"], report[f"{size}_ours_bfloat16_chars_per_sec"])
+        assert report[f"{size}_ours_vs_pytorch"] == round(best_ours / 1000.0, 2)  # each at its best precision
     assert isinstance(report["cpu_bf16"], bool)
+
+
+def test_train_bench_says_when_the_pytorch_python_has_no_torch(tmp_path):
+    command = [sys.executable, str(PROJECT_ROOT / "bench" / "train.py"), "--quick", f"--pytorch_python={fake_pytorch_python(tmp_path, has_torch=False)}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and result.stdout == ""
+    assert "cannot import torch" in result.stderr.splitlines()[-1]
 
 
 def test_catalog_bench_prints_one_json_line_with_the_figures_the_issue_asks_for():
