@@ -12,6 +12,8 @@ recurrent_kernel, bias; gates i, f, c, o) and:
   runs a dozen small kernels per step); in smaller layers, each whole loop is one XLA kernel (_loops says why);
 - runs the rows of a batch as one independent loop per CPU core (row_groups): small products side by side
   beat each product spread over all cores;
+- adds the bias, converts between bfloat16 and float32 and sums the bias' gradient inside the loops' steps,
+  where XLA fuses them into work the step does anyway, rather than in passes over whole sequences of their own;
 - multiplies in bfloat16 under a mixed_bfloat16 policy (charbook picks it on CPUs with native bfloat16,
   distribute.use_precision) while the cell state, the gates and the gradients stay float32
   (XLA-compiled loops multiply in float32 either way).
@@ -84,42 +86,37 @@ def run_lstm(x, h0, c0, kernel, recurrent_kernel, bias, *, matmul_dtype=tf.float
     def run(x, h0, c0, kernel, recurrent_kernel, bias):
         time, batch, features = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
         x_flat = tf.reshape(tf.cast(x, matmul_dtype), [-1, features])
-        # The input part of every step's gates in one product: [time * batch, input] @ [input, 4 * units].
-        x_part = tf.matmul(x_flat, tf.cast(kernel, matmul_dtype))
-        x_part = tf.reshape(tf.cast(x_part, tf.float32) + tf.cast(bias, tf.float32), [time, batch, 4 * units])
+        # The input part of every step's gates in one product: [time * batch, input] @ [input, 4 * units]. The
+        # loops add the bias and cast to float32 step by step, where it costs no pass over memory of its own.
+        x_part = tf.reshape(tf.matmul(x_flat, tf.cast(kernel, matmul_dtype)), [time, batch, 4 * units])
         h0, c0 = tf.cast(h0, tf.float32), tf.cast(c0, tf.float32)
         # Gradients come from `grad` below: stop_gradient keeps an eager tape from differentiating the loop too.
         forward_loop, backward_loop, loop_dtype = _loops(units, matmul_dtype)
-        loop_inputs = [tf.stop_gradient(t) for t in (x_part, h0, c0, tf.cast(recurrent_kernel, loop_dtype))]
-        outputs, cells, gates = forward_loop(*loop_inputs)
+        loop_inputs = [tf.stop_gradient(t) for t in (x_part, tf.cast(bias, tf.float32), h0, c0, tf.cast(recurrent_kernel, loop_dtype))]
+        outputs, h, c, cells, gates = forward_loop(*loop_inputs, output_dtype=x.dtype)
 
         def grad(d_outputs, d_h, d_c):
-            d_gates, d_h0, d_c0 = backward_loop(
-                tf.cast(d_outputs, tf.float32),
-                tf.cast(d_h, tf.float32),
-                tf.cast(d_c, tf.float32),
-                gates,
-                cells,
-                c0,
-                tf.transpose(tf.cast(recurrent_kernel, loop_dtype)),
-            )
+            # The loop sums the bias' gradient as it goes, and hands d_gates back in its products' dtype: ready for
+            # the products below when that is matmul_dtype (an XLA loop's bfloat16 conversions measured slow).
+            recurrent_kernel_t = tf.transpose(tf.cast(recurrent_kernel, loop_dtype))
+            d_state = (tf.cast(d_h, tf.float32), tf.cast(d_c, tf.float32))
+            d_gates, d_bias, d_h0, d_c0 = backward_loop(d_outputs, *d_state, gates, cells, c0, recurrent_kernel_t)
             # The weights' gradients as products over all steps at once: [features, time * batch] @ [time * batch, 4 * units].
-            d_gates_flat = tf.reshape(d_gates, [-1, 4 * units])
-            d_gates_low = tf.cast(d_gates_flat, matmul_dtype)
-            previous_h = tf.reshape(tf.concat([h0[None], outputs[:-1]], axis=0), [-1, units])
-            d_recurrent = tf.matmul(tf.cast(previous_h, matmul_dtype), d_gates_low, transpose_a=True)
-            d_kernel = tf.matmul(x_flat, d_gates_low, transpose_a=True)
-            d_x = tf.matmul(d_gates_low, tf.cast(kernel, matmul_dtype), transpose_b=True)
+            d_gates = tf.cast(tf.reshape(d_gates, [-1, 4 * units]), matmul_dtype)
+            previous_h = tf.reshape(tf.concat([tf.cast(h0[None], outputs.dtype), outputs[:-1]], axis=0), [-1, units])
+            d_recurrent = tf.matmul(tf.cast(previous_h, matmul_dtype), d_gates, transpose_a=True)
+            d_kernel = tf.matmul(x_flat, d_gates, transpose_a=True)
+            d_x = tf.matmul(d_gates, tf.cast(kernel, matmul_dtype), transpose_b=True)
             return (
                 tf.cast(tf.reshape(d_x, [time, batch, features]), x.dtype),
                 tf.cast(d_h0, h0.dtype),
                 tf.cast(d_c0, c0.dtype),
                 tf.cast(d_kernel, kernel.dtype),
                 tf.cast(d_recurrent, recurrent_kernel.dtype),
-                tf.cast(tf.reduce_sum(d_gates_flat, axis=0), bias.dtype),
+                tf.cast(d_bias, bias.dtype),
             )
 
-        return (tf.cast(outputs, x.dtype), outputs[-1], cells[-1]), grad
+        return (outputs, h, c), grad
 
     return run(x, h0, c0, kernel, recurrent_kernel, bias)
 
@@ -141,62 +138,72 @@ def _loops(units: int, matmul_dtype: tf.DType):
     return _forward_loop, _backward_loop, matmul_dtype
 
 
-def _forward_loop(x_part, h0, c0, recurrent_kernel):
-    """x_part [time, batch, 4 * units] float32 -> outputs h and cells c [time, batch, units], activated gates [time, batch, 4 * units]."""
+def _forward_loop(x_part, bias, h0, c0, recurrent_kernel, output_dtype):
+    """x_part [time, batch, 4 * units] (the input product, bias not added) -> outputs h [time, batch, units] in
+    output_dtype, the last h and c [batch, units] in float32, cells c [time, batch, units] and activated gates
+    [time, batch, 4 * units] in float32."""
     time = tf.shape(x_part)[0]
 
     def body(t, h, c, outputs, cells, gates):
-        # The one product that must wait for the previous step, then the rest of the step as one XLA-compiled kernel.
+        # The one product that must wait for the previous step, then the rest of the step as one XLA-compiled kernel,
+        # which also hands back h in the dtypes the next product and the outputs want (no cast kernels in the loop).
         # Outside XLA (large layers, _loops) the product is TensorFlow's own kernel: oneDNN, bfloat16 in hardware
         # where the CPU has it.
-        h, c, g = _cell(x_part[t], tf.matmul(tf.cast(h, recurrent_kernel.dtype), recurrent_kernel), c)
-        return t + 1, h, c, outputs.write(t, h), cells.write(t, c), gates.write(t, g)
+        h, output, c, g = _cell(x_part[t], bias, tf.matmul(h, recurrent_kernel), c, output_dtype=output_dtype)
+        return t + 1, h, c, outputs.write(t, output), cells.write(t, c), gates.write(t, g)
 
-    arrays = [tf.TensorArray(tf.float32, size=time) for _ in range(3)]
-    _, _, _, outputs, cells, gates = tf.while_loop(lambda t, *_: t < time, body, (0, h0, c0, *arrays))
-    return outputs.stack(), cells.stack(), gates.stack()
+    arrays = [tf.TensorArray(dtype, size=time) for dtype in (output_dtype, tf.float32, tf.float32)]
+    h0 = tf.cast(h0, recurrent_kernel.dtype)
+    _, h, c, outputs, cells, gates = tf.while_loop(lambda t, *_: t < time, body, (0, h0, c0, *arrays))
+    return outputs.stack(), tf.cast(h, tf.float32), c, cells.stack(), gates.stack()
 
 
 def _backward_loop(d_outputs, d_h, d_c, gates, cells, c0, recurrent_kernel_t):
-    """From the last step back: the gradients of the gates before activation [time, batch, 4 * units], of h0 and of c0."""
+    """From the last step back: the gradients of the gates before activation [time, batch, 4 * units] in
+    recurrent_kernel_t's dtype, of the bias [4 * units], of h0 and of c0 (float32)."""
     time = tf.shape(gates)[0]
     previous_cells = tf.concat([c0[None], cells[:-1]], axis=0)
 
-    def body(k, d_h, d_c, d_gates):
+    def body(k, d_h, d_c, d_bias, d_gates):
         t = time - 1 - k
-        d_z, d_c = _cell_gradient(gates[t], cells[t], previous_cells[t], d_outputs[t] + d_h, d_c)
-        d_h = tf.cast(tf.matmul(tf.cast(d_z, recurrent_kernel_t.dtype), recurrent_kernel_t), tf.float32)
-        return k + 1, d_h, d_c, d_gates.write(t, d_z)
+        step = (gates[t], cells[t], previous_cells[t], d_outputs[t])
+        d_z, d_c, d_bias = _cell_gradient(*step, d_h, d_c, d_bias, product_dtype=recurrent_kernel_t.dtype)
+        return k + 1, tf.matmul(d_z, recurrent_kernel_t), d_c, d_bias, d_gates.write(t, d_z)
 
-    d_gates = tf.TensorArray(tf.float32, size=time)
-    _, d_h, d_c, d_gates = tf.while_loop(lambda k, *_: k < time, body, (0, d_h, d_c, d_gates))
-    return d_gates.stack(), d_h, d_c
+    d_gates = tf.TensorArray(recurrent_kernel_t.dtype, size=time)
+    d_h = tf.cast(d_h, recurrent_kernel_t.dtype)  # from here on the loop carries it as the product returns it
+    d_bias = tf.zeros([gates.shape[-1]], tf.float32)
+    _, d_h, d_c, d_bias, d_gates = tf.while_loop(lambda k, *_: k < time, body, (0, d_h, d_c, d_bias, d_gates))
+    return d_gates.stack(), d_bias, tf.cast(d_h, tf.float32), d_c
 
 
 @tf.function(jit_compile=True)
-def _cell(x_part_t, recurrent_part, c):
-    """One step of Keras' LSTM cell from its two products, in float32: -> h, c [batch, units], activated gates i, f, c, o."""
-    z = x_part_t + tf.cast(recurrent_part, tf.float32)
+def _cell(x_part_t, bias, recurrent_part, c, output_dtype):
+    """One step of Keras' LSTM cell from its two products, in float32: -> h (in the recurrent product's dtype, for
+    the next one), h in output_dtype, c [batch, units], activated gates i, f, c, o."""
+    z = tf.cast(x_part_t, tf.float32) + bias + tf.cast(recurrent_part, tf.float32)
     i, f, g, o = tf.split(z, 4, axis=-1)
     i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
     c = f * c + i * g
     h = o * tf.tanh(c)
-    return h, c, tf.concat([i, f, g, o], axis=-1)
+    return tf.cast(h, recurrent_part.dtype), tf.cast(h, output_dtype), c, tf.concat([i, f, g, o], axis=-1)
 
 
 @tf.function(jit_compile=True)
-def _cell_gradient(gates_t, c_t, c_previous, d_h, d_c):
-    """d(loss)/d(pre-activation) of one step's gates i, f, c, o [batch, 4 * units], and of the previous step's c.
+def _cell_gradient(gates_t, c_t, c_previous, d_output, d_h, d_c, d_bias, product_dtype):
+    """d(loss)/d(pre-activation) of one step's gates i, f, c, o [batch, 4 * units] in product_dtype, the previous
+    step's d_c, and d_bias plus this step's.
 
-    sigmoid' = s (1 - s), tanh' = 1 - tanh^2; d_h and d_c arrive from the step after (and d_h from the output).
+    sigmoid' = s (1 - s), tanh' = 1 - tanh^2; d_h and d_c arrive from the step after, d_output from the layer's output.
     """
+    d_h = tf.cast(d_output, tf.float32) + tf.cast(d_h, tf.float32)
     i, f, g, o = tf.split(gates_t, 4, axis=-1)
     tanh_c = tf.tanh(c_t)
     d_c = d_c + d_h * o * (1 - tanh_c * tanh_c)
     d_z = tf.concat(
         [d_c * g * i * (1 - i), d_c * c_previous * f * (1 - f), d_c * i * (1 - g * g), d_h * tanh_c * o * (1 - o)], axis=-1
     )
-    return d_z, d_c * f
+    return tf.cast(d_z, product_dtype), d_c * f, d_bias + tf.reduce_sum(d_z, axis=0)
 
 
 _forward_loop_in_xla = tf.function(_forward_loop, jit_compile=True)
