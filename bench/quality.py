@@ -5,12 +5,14 @@
 Each corpus is trained with the recipe the flags give (model size, batch, sequence length, learning rate
 and schedule, --precision) through training.run, what train.py runs, into a temporary export:
 
-- tinyshakespeare: ../shared/corpora/tinyshakespeare/input.txt, its last 10% held out for validation;
+- tinyshakespeare: ../shared/corpora/tinyshakespeare/input.txt (or $CHARBOOK_CORPORA/...), its last 10% held out for validation;
 - books: the six default Gutenberg books from the mirror in ../shared/corpora/gutenberg, the last
   --validation_fraction of each held out (as `make train`).
 
 The learning-rate schedule needs the number of steps up front, so the budget becomes steps: the
-training step is timed first on random ids (bench/timing.py) and steps = seconds x that speed; the
+training step is timed first on random ids (bench/timing.py), in three rounds whose median counts (one
+round alone once caught a fast moment of the shared machine, and its run took half as long again as
+its budget), and steps = seconds x that speed; the
 JSON reports the seconds training really took (validation and data preparation included), next to the
 best validation bits/char and a sample at temperature 0.6, for each corpus. Progress goes to stderr.
 """
@@ -18,6 +20,7 @@ best validation bits/char and a sample at temperature 0.6, for each corpus. Prog
 import contextlib
 import dataclasses
 import json
+import os
 import pathlib
 import platform
 import sys
@@ -37,9 +40,9 @@ from absl import flags  # noqa: E402
 import api  # noqa: E402
 import training  # noqa: E402
 from config import DEFAULT_BOOKS  # noqa: E402
-from timing import measure_training  # noqa: E402  (bench/timing.py, beside this script)
+from timing import make_timed_steps  # noqa: E402  (bench/timing.py, beside this script)
 
-CORPORA_DIR = ROOT.parent / "shared" / "corpora"
+CORPORA_DIR = pathlib.Path(os.environ.get("CHARBOOK_CORPORA", ROOT.parent / "shared" / "corpora"))
 CORPORA = {
     "tinyshakespeare": dict(corpus="files", files=str(CORPORA_DIR / "tinyshakespeare" / "input.txt"), validation_fraction=0.1),
     "books": dict(corpus="gutenberg", books=DEFAULT_BOOKS, gutenberg_mirror=str(CORPORA_DIR / "gutenberg")),
@@ -47,18 +50,19 @@ CORPORA = {
 
 flags.DEFINE_float("seconds", 300.0, "Wall-clock budget of training per corpus, in seconds.")
 flags.DEFINE_list("corpora", list(CORPORA), f"Which corpora to train on: {', '.join(CORPORA)}.")
-flags.DEFINE_float("calibration_seconds", 15.0, "Seconds of timed training steps that set the number of steps.")
+flags.DEFINE_float("calibration_seconds", 15.0, "Seconds of timed training steps that set the number of steps (three rounds, the median counts).")
 cli.define_config_flags("run", "data", "model", "train")
 FLAGS = flags.FLAGS
+CALIBRATION_ROUNDS = 3
 
 
 def main(argv):
     del argv
     recipe = cli.config_from_flags("run", "data", "model", "train")
-    speed = measure_training(
-        recipe, tf.distribute.get_strategy(), 100, precision=recipe.precision, seconds=FLAGS.calibration_seconds
-    )
-    steps = max(1, round(FLAGS.seconds * speed.chars_per_sec / (recipe.batch_size * recipe.seq_len)))
+    timed = make_timed_steps(recipe, tf.distribute.get_strategy(), 100, precision=recipe.precision)
+    rounds = sorted(timed.time_steps(FLAGS.calibration_seconds / CALIBRATION_ROUNDS) for _ in range(CALIBRATION_ROUNDS))
+    chars_per_sec = rounds[CALIBRATION_ROUNDS // 2]
+    steps = max(1, round(FLAGS.seconds * chars_per_sec / (recipe.batch_size * recipe.seq_len)))
     result = {
         "benchmark": "quality",
         "seconds_budget": FLAGS.seconds,
@@ -69,7 +73,8 @@ def main(argv):
                 "lr_decay", "final_lr_fraction", "precision", "seed",
             )
         },
-        "calibrated_chars_per_sec": round(speed.chars_per_sec),
+        "calibrated_chars_per_sec": round(chars_per_sec),
+        "calibration_rounds_chars_per_sec": [round(speed) for speed in rounds],
         "steps": steps,
     }
     for name in FLAGS.corpora:
