@@ -12,7 +12,7 @@ and schedule, --precision) through training.run, what train.py runs, into a temp
 The learning-rate schedule needs the number of steps up front, so the budget becomes steps: the
 training step is timed first on random ids (bench/timing.py), in three rounds whose median counts (one
 round alone once caught a fast moment of the shared machine, and its run took half as long again as
-its budget), and steps = seconds x that speed; the
+its budget) after one more that warms up, and steps = seconds x that speed; the
 JSON reports the seconds training really took (validation and data preparation included), next to the
 best validation bits/char and a sample at temperature 0.6, for each corpus. Progress goes to stderr.
 """
@@ -60,7 +60,9 @@ def main(argv):
     del argv
     recipe = cli.config_from_flags("run", "data", "model", "train")
     timed = make_timed_steps(recipe, tf.distribute.get_strategy(), 100, precision=recipe.precision)
-    rounds = sorted(timed.time_steps(FLAGS.calibration_seconds / CALIBRATION_ROUNDS) for _ in range(CALIBRATION_ROUNDS))
+    round_seconds = FLAGS.calibration_seconds / CALIBRATION_ROUNDS
+    timed.time_steps(round_seconds)  # not counted: the first seconds after compiling measured up to a third slower than the rest
+    rounds = sorted(timed.time_steps(round_seconds) for _ in range(CALIBRATION_ROUNDS))
     chars_per_sec = rounds[CALIBRATION_ROUNDS // 2]
     steps = max(1, round(FLAGS.seconds * chars_per_sec / (recipe.batch_size * recipe.seq_len)))
     result = {
