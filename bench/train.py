@@ -4,7 +4,7 @@
 
 Two sizes: the default model (Config(): embedding 256, two LSTMs of 512 units, batches of 128 x 100)
 and issue 15's demo size (embedding 32, two LSTMs of 192, batches of 64 x 64; demo.flags has since moved to
-embedding 64 and batches of 32, see bench/README.md). For each, the real
+embedding 64, 2x320 and batches of 32, see bench/README.md). For each, the real
 compiled training step (bench/timing.py: build_model, make_optimizer, training.make_train_steps, on
 random ids of 100) with the stock keras.layers.LSTM and with ours, in float32 and under
 mixed_bfloat16 (--precision=bfloat16). All eight are compiled first, then timed in --rounds turns

@@ -1,6 +1,6 @@
 """Speed of the web page in headless Chromium, next to the Python generator's batch-1 speed, measured in the same run.
 
-Models of the demo size (demo.flags: embedding 32, 2x192 LSTM) and the default size (embedding 256, 2x512),
+Models of issue 15's demo size (embedding 32, 2x192 LSTM; demo.flags now has embedding 64, 2x320) and the default size (embedding 256, 2x512),
 random weights and 100 ids, exported with export.write_export and written out with web_export.write_site; the
 folder is served on 127.0.0.1. For each: characters per second as the page's worker counts them (after reading the
 seed text; the best of --repeats fresh pages; also with ?runtime=js, its plain-JavaScript products), and seconds
