@@ -165,11 +165,12 @@ def check_can_use(directory: str | pathlib.Path) -> None:
     if not directory.is_dir():
         return
     marker = workdirs.read_marker(directory)
-    if marker is not None and marker.get("kind") != workdirs.CHECKPOINTS:
-        raise UserError(
-            f"--checkpoint_dir={directory} holds charbook's {marker.get('kind')}, not checkpoints; choose another "
-            "--checkpoint_dir (by default it is <export_dir>.checkpoints)"
-        )
+    workdirs.check_kind(
+        marker,
+        workdirs.CHECKPOINTS,
+        place=f"--checkpoint_dir={directory}",
+        advice="choose another --checkpoint_dir (by default it is <export_dir>.checkpoints)",
+    )
     if marker is not None:
         return
     present = workdirs.tree(directory)

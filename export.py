@@ -177,11 +177,12 @@ def load_export(directory: str | os.PathLike) -> Export:
     directory = pathlib.Path(directory)
     files = _read_files_of_one_export(directory)
     marker = workdirs.parse_marker(files[workdirs.MARKER_FILE])
-    if marker is not None and marker.get("kind") != workdirs.EXPORT:
-        raise UserError(
-            f"{directory} holds charbook's {marker.get('kind')}, not an export; give --export_dir the directory train.py "
-            "exported to (the one it printed at the end)"
-        )
+    workdirs.check_kind(
+        marker,
+        workdirs.EXPORT,
+        place=str(directory),
+        advice="give --export_dir the directory train.py exported to (the one it printed at the end)",
+    )
     if marker is None and all(files[name] is None for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE)):
         raise UserError(
             f"no export in {directory}: it holds no {CONFIG_FILE}, {VOCAB_FILE} or {WEIGHTS_FILE}; give --export_dir the "
@@ -315,10 +316,7 @@ def _check_replaceable(directory: pathlib.Path) -> None:
         return
     present = workdirs.tree(directory)
     marker = workdirs.read_marker(directory)
-    if marker is not None and marker.get("kind") != workdirs.EXPORT:
-        raise UserError(
-            f"--export_dir={directory} holds charbook's {marker.get('kind')}, not an export; choose another --export_dir"
-        )
+    workdirs.check_kind(marker, workdirs.EXPORT, place=f"--export_dir={directory}", advice="choose another --export_dir")
     if marker is not None:
         others = sorted(set(present) - set(marker.get("files", [])))
     elif _is_legacy_export(directory):

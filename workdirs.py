@@ -21,6 +21,7 @@ MARKER_FILE = "charbook.json"
 TOOL = "charbook"
 EXPORT = "export"
 CHECKPOINTS = "checkpoints"
+KIND_NAMES = {EXPORT: "an export", CHECKPOINTS: "checkpoints"}
 
 # Lock files this process holds, with how many holders each: flock locks belong to one open file, so a
 # second open of the same lock file in this process would refuse its own holder.
@@ -47,6 +48,12 @@ def parse_marker(data: bytes | None) -> dict | None:
     except ValueError:
         return None
     return marker if isinstance(marker, dict) and marker.get("tool") == TOOL else None
+
+
+def check_kind(marker: dict | None, kind: str, *, place: str, advice: str) -> None:
+    """Refuses a directory whose marker says charbook wrote something other than `kind` there."""
+    if marker is not None and marker.get("kind") != kind:
+        raise UserError(f"{place} holds charbook's {marker.get('kind')}, not {KIND_NAMES[kind]}; {advice}")
 
 
 def tree(directory: pathlib.Path) -> list[str]:
