@@ -73,8 +73,8 @@ def main():
     args = parser.parse_args()
     result = {}
     for name, (embedding_dim, rnn_units, batch_size, seq_len) in json.loads(args.sizes).items():
+        sizes = (args.vocab_size, embedding_dim, rnn_units, batch_size, seq_len)
         for precision in ("float32", "bfloat16"):
-            sizes = (args.vocab_size, embedding_dim, rnn_units, batch_size, seq_len)
             speed = chars_per_sec(*sizes, bfloat16=precision == "bfloat16", seconds=args.seconds, rounds=args.rounds)
             result[f"{name}_pytorch_{precision}_chars_per_sec"] = round(speed, 1)
     result.update(pytorch=torch.__version__, threads=torch.get_num_threads())
