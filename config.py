@@ -241,6 +241,13 @@ class Config:
     final_lr_fraction: float = _setting(
         0.1, "train", "The learning rate at the last step, as a fraction of --learning_rate.", valid=Range(0, 1)
     )
+    adam_beta2: float = _setting(
+        0.999,
+        "train",
+        "Adam's decay rate of its running average of squared gradients (Keras' default 0.999). Lower, e.g. "
+        "0.99, adapts the step sizes sooner: better in short runs such as demo.flags' (bench/README.md).",
+        valid=Range(0, 1, high_included=False),
+    )
     # Healthy gradient norms are far below a million, so a larger bound clips nothing (0 says that); inf makes
     # Keras's clipping return NaN gradients (bench/README.md).
     clipnorm: float = _setting(

@@ -41,7 +41,7 @@ class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
 def make_optimizer(
     cfg: Config, model: keras.Model, *, total_steps: int, num_replicas: int = 1
 ) -> keras.optimizers.Optimizer:
-    """Adam for `model` on the --lr_decay schedule with --clipnorm, loss-scaled when the model computes in float16.
+    """Adam (--adam_beta2) for `model` on the --lr_decay schedule with --clipnorm, loss-scaled when the model computes in float16.
 
     Call it in the strategy's scope: its variables are made here, beside the model's, not later
     inside a compiled step (where a distributed strategy cannot create them).
@@ -56,7 +56,9 @@ def make_optimizer(
         decay=cfg.lr_decay,
         final_fraction=cfg.final_lr_fraction,
     )
-    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=cfg.clipnorm / num_replicas if cfg.clipnorm else None)
+    optimizer = keras.optimizers.Adam(
+        schedule, beta_2=cfg.adam_beta2, global_clipnorm=cfg.clipnorm / num_replicas if cfg.clipnorm else None
+    )
     if keras.mixed_precision.global_policy().compute_dtype == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients would underflow otherwise
     optimizer.build(model.trainable_variables)

@@ -31,6 +31,7 @@ def test_settings_unknown_to_this_version_are_ignored():
         ({"learning_rate": 0.0}, "--learning_rate=0.0 must be above 0 and at most 1"),
         ({"clipnorm": float("inf")}, "--clipnorm=inf must be 0 \\(no clipping\\) or positive, at most 1,000,000"),
         ({"clipnorm": -1.0}, "--clipnorm=-1.0 must be 0 \\(no clipping\\) or positive"),
+        ({"adam_beta2": 1.0}, "--adam_beta2=1.0 must be at least 0 and below 1"),
         ({"download_workers": 0}, "--download_workers=0 must be between 1 and 256"),
         ({"download_timeout": 0.0}, "--download_timeout=0.0 must be above 0"),
         ({"corpus": "tfds:"}, "or tfds:NAME"),

@@ -1,9 +1,11 @@
-"""The learning-rate schedule: a linear warm-up to the peak, then constant, linear or cosine decay."""
+"""The optimizer: Adam with the settings given, on a linear warm-up to the peak, then constant, linear or cosine decay."""
 
 import numpy as np
 import pytest
 
 import optimization
+from config import Config
+from models.char_lstm import build_model
 
 
 @pytest.mark.parametrize(
@@ -19,3 +21,13 @@ def test_learning_rate_warms_up_then_decays(decay, expected):
     schedule = optimization.WarmupThenDecay(1.0, warmup_steps=4, total_steps=14, decay=decay, final_fraction=0.1)
     steps = [0, 1, 2, 3, 5, 9, 14]
     np.testing.assert_allclose([float(schedule(step)) for step in steps], expected, atol=0.005)
+
+
+def test_optimizer_takes_beta2_and_clipping_from_the_settings():
+    model = build_model(Config(embedding_dim=4, rnn_units=8).model, vocab_size=10)
+    model.build((None, None))
+    cfg = Config(adam_beta2=0.99, clipnorm=2.0)
+    optimizer = optimization.make_optimizer(cfg, model, total_steps=10)
+    assert (optimizer.beta_2, optimizer.global_clipnorm) == (0.99, 2.0)
+    two_replicas = optimization.make_optimizer(Config(), model, total_steps=10, num_replicas=2)
+    assert (two_replicas.beta_2, two_replicas.global_clipnorm) == (0.999, 2.5)  # Keras' default; each share clipped to half
