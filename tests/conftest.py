@@ -6,6 +6,7 @@ import functools
 import http.server
 import os
 import pathlib
+import signal
 import threading
 
 import pytest
@@ -15,6 +16,12 @@ import cli
 cli.import_tensorflow_quietly()  # before the imports below start TensorFlow, with its C++ chatter
 
 from config import Config  # noqa: E402
+
+# A test run started in the background by a non-interactive shell (`bash .ci/run &`) inherits SIGINT ignored,
+# and so would every train.py it starts, which then shrugs off the Ctrl-C tests' SIGINT. Catching it here
+# hands each child the default again (exec resets a caught signal), as a terminal's Ctrl-C finds it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORPORA_DIR = pathlib.Path(os.environ.get("CHARBOOK_CORPORA", PROJECT_ROOT.parent / "shared" / "corpora"))
