@@ -27,16 +27,18 @@ def build_model(
     The LSTMs keep Keras' default activations, no recurrent dropout and unroll=False: the
     settings that let TensorFlow run them with the fused cuDNN kernel on a GPU. fast_cpu_lstm=True
     (training on a CPU, distribute.trains_on_cpu) builds models/fast_lstm.LSTM instead, Keras' LSTM
-    with the same weights and a faster CPU training loop; generation builds (stateful) always get Keras' own.
+    with the same weights and a faster CPU training loop, in a fast_lstm.Sequential that hands the first one the ids
+    (its input product becomes a lookup); generation builds (stateful) always get Keras' own.
     """
-    lstm = fast_lstm.LSTM if fast_cpu_lstm and not stateful else keras.layers.LSTM
+    fast = fast_cpu_lstm and not stateful
+    lstm, sequential = (fast_lstm.LSTM, fast_lstm.Sequential) if fast else (keras.layers.LSTM, keras.Sequential)
 
     # Dropout layers hold no weights, so builds with and without them share weight files; they
     # are left out when unused to keep the generation model minimal.
     def dropout(name):
         return [keras.layers.Dropout(settings.dropout, name=name)] if settings.dropout else []
 
-    return keras.Sequential(
+    return sequential(
         [
             keras.Input(batch_shape=(batch_size, None), dtype="int32"),
             keras.layers.Embedding(vocab_size, settings.embedding_dim, name="embedding"),

@@ -7,6 +7,8 @@ recurrent_kernel, bias; gates i, f, c, o) and:
 - multiplies the whole sequence's inputs by `kernel` in one product before the recurrence, and
   computes the gradients of `kernel`, `recurrent_kernel` and `bias` after it, as products over all
   characters at once, so the loops hold only the one product per character that must wait for the last;
+- in the first LSTM, looks that input product up per id in embeddings @ kernel (Sequential hands it the ids),
+  as generation does, instead of multiplying every character's embedding;
 - in layers of more than 256 units, runs that product with TensorFlow's own kernel (oneDNN) and the rest
   of a step, the gates' element-wise arithmetic, as one XLA-compiled kernel, forward and back (Keras' loop
   runs a dozen small kernels per step); in smaller layers, each whole loop is one XLA kernel (_loops says why);
@@ -34,22 +36,61 @@ class LSTM(keras.layers.LSTM):
     Named LSTM on purpose: Keras' weight files key a layer by its class name, so this layer's weights
     are stored under the same names as keras.layers.LSTM's. Masks, go_backwards and input dropout
     (none of which charbook uses) take Keras' own loop.
+
+    Called with `ids` and `embeddings` (by Sequential below, when this is the first LSTM), `sequences` must
+    be embeddings[ids]: the input product is then looked up per id instead of multiplied (input_product_by_lookup).
     """
+
+    _lookup = None  # the ids and embedding table of the call being traced, for inner_loop
+
+    def call(self, sequences, initial_state=None, mask=None, training=False, ids=None, embeddings=None):
+        # inner_loop, where the input product is made, is called by keras.layers.RNN.call, which passes no ids on.
+        self._lookup = _Lookup(ids, embeddings) if ids is not None else None
+        try:
+            return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+        finally:
+            self._lookup = None
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if mask is not None or self.go_backwards or (training and self.dropout) or not _default_cell(self.cell):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         matmul_dtype = tf.bfloat16 if self.compute_dtype == "bfloat16" else tf.float32
-        weights = [tf.convert_to_tensor(w) for w in (self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias)]
-        x = tf.transpose(sequences, [1, 0, 2])  # time-major: each step reads one contiguous [batch, input] slice
-        groups = row_groups(x.shape[1], cpu_cores())
+        kernel, recurrent_kernel, bias = (tf.convert_to_tensor(w) for w in (self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias))
+        groups = row_groups(sequences.shape[0], cpu_cores())
+        if self._lookup:
+            ids, embeddings = self._lookup.ids, self._lookup.embeddings
+            input_parts = input_product_by_lookup(ids, embeddings, kernel, groups, matmul_dtype=matmul_dtype)
+        else:
+            input_parts = [input_product(x, kernel, matmul_dtype=matmul_dtype) for x in tf.split(sequences, groups)]
         runs = [
-            run_lstm(*rows, *weights, matmul_dtype=matmul_dtype)
-            for rows in zip(tf.split(x, groups, axis=1), tf.split(initial_state[0], groups), tf.split(initial_state[1], groups))
+            run_recurrence(*rows, recurrent_kernel, bias, output_dtype=sequences.dtype)
+            for rows in zip(input_parts, tf.split(initial_state[0], groups), tf.split(initial_state[1], groups))
         ]
         outputs = tf.transpose(tf.concat([run[0] for run in runs], axis=1), [1, 0, 2])  # [batch, time, units]
         h, c = (tf.concat([run[k] for run in runs], axis=0) for k in (1, 2))
         return outputs[:, -1], outputs, [tf.cast(h, sequences.dtype), tf.cast(c, sequences.dtype)]
+
+
+class Sequential(keras.Sequential):
+    """keras.Sequential that also hands its first fast LSTM (after the Embedding) the ids and the embedding table.
+
+    Saves and restores exactly as keras.Sequential (weight files and checkpoints hold the same names), so
+    its weights load into a model of Keras' own layers and back.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        embedding, first, *others = self.layers
+        if not (isinstance(embedding, keras.layers.Embedding) and isinstance(first, LSTM)):
+            return super().call(inputs, training=training, mask=mask)
+        x = first(embedding(inputs), ids=inputs, embeddings=embedding.embeddings, training=training)
+        for layer in others:
+            x = layer(x, training=training)
+        return x
+
+
+class _Lookup:  # a plain class, not a tuple: Keras tracks tuples set on a layer
+    def __init__(self, ids, embeddings):
+        self.ids, self.embeddings = ids, embeddings
 
 
 MIN_ROWS_PER_GROUP = 16  # fewer rows make the per-step products too small to run at speed
@@ -74,26 +115,58 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def run_lstm(x, h0, c0, kernel, recurrent_kernel, bias, *, matmul_dtype=tf.float32):
-    """Keras' LSTM over a time-major sequence, with its gradient: x [time, batch, input], h0 and c0 [batch, units]
-    -> (outputs [time, batch, units] in x's dtype, last h, last c in float32).
+def input_product(x, kernel, *, matmul_dtype=tf.float32):
+    """The input part of every step's gates in one product: x [batch, time, input] -> [time, batch, 4 * units]
+    in matmul_dtype, bias not added (the loops add it step by step, where it costs no pass over memory of its own)."""
+    x = tf.cast(tf.transpose(x, [1, 0, 2]), matmul_dtype)  # time-major: each step reads one contiguous [batch, 4 * units] slice
+    time, batch, features = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
+    product = tf.matmul(tf.reshape(x, [-1, features]), tf.cast(kernel, matmul_dtype))
+    return tf.reshape(product, [time, batch, kernel.shape[-1]])
 
-    Matrix products take matmul_dtype inputs (float32 or bfloat16); the cell state and gates are float32.
+
+def input_product_by_lookup(ids, embeddings, kernel, groups, *, matmul_dtype=tf.float32):
+    """input_product(embeddings[ids], kernel) for each of `groups` groups of rows of ids [batch, time], computed as a
+    lookup in the table embeddings @ kernel [vocab, 4 * units], as generation does (char_lstm.StepWeights).
+
+    The products over every character, forward and back (the gradients of the input and of the kernel), become
+    products of the vocabulary's size: at the default size, 14% of a training step's arithmetic.
     """
-    units = recurrent_kernel.shape[0]
+    table = tf.matmul(tf.cast(embeddings, tf.float32), tf.cast(kernel, tf.float32))
+    return [_lookup(table, tf.transpose(rows), matmul_dtype) for rows in tf.split(ids, groups)]
+
+
+def _lookup(table, ids, dtype):
+    """table[ids] in dtype; the gradient sums each id's rows into the float32 table's rows, in float32."""
 
     @tf.custom_gradient
-    def run(x, h0, c0, kernel, recurrent_kernel, bias):
-        time, batch, features = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
-        x_flat = tf.reshape(tf.cast(x, matmul_dtype), [-1, features])
-        # The input part of every step's gates in one product: [time * batch, input] @ [input, 4 * units]. The
-        # loops add the bias and cast to float32 step by step, where it costs no pass over memory of its own.
-        x_part = tf.reshape(tf.matmul(x_flat, tf.cast(kernel, matmul_dtype)), [time, batch, 4 * units])
+    def lookup(table):
+        return tf.cast(tf.gather(table, ids), dtype), lambda d_rows: _sum_rows_per_id(d_rows, ids, table.shape[0])
+
+    return lookup(table)
+
+
+@tf.function(jit_compile=True)  # XLA's sum measured twice as fast as TensorFlow's kernel (bench/README.md)
+def _sum_rows_per_id(rows, ids, vocab_size):
+    return tf.math.unsorted_segment_sum(tf.cast(rows, tf.float32), ids, vocab_size)
+
+
+def run_recurrence(x_part, h0, c0, recurrent_kernel, bias, *, output_dtype=tf.float32):
+    """Keras' LSTM over a time-major sequence's input part, with its gradient: x_part [time, batch, 4 * units] (the
+    input product, bias not added), h0 and c0 [batch, units] -> (outputs [time, batch, units] in output_dtype,
+    last h, last c in float32).
+
+    The recurrent products take x_part's dtype (float32 or bfloat16); the cell state and gates are float32.
+    """
+    units = recurrent_kernel.shape[0]
+    matmul_dtype = x_part.dtype
+
+    @tf.custom_gradient
+    def run(x_part, h0, c0, recurrent_kernel, bias):
         h0, c0 = tf.cast(h0, tf.float32), tf.cast(c0, tf.float32)
         # Gradients come from `grad` below: stop_gradient keeps an eager tape from differentiating the loop too.
         forward_loop, backward_loop, loop_dtype = _loops(units, matmul_dtype)
         loop_inputs = [tf.stop_gradient(t) for t in (x_part, tf.cast(bias, tf.float32), h0, c0, tf.cast(recurrent_kernel, loop_dtype))]
-        outputs, h, c, cells, gates = forward_loop(*loop_inputs, output_dtype=x.dtype)
+        outputs, h, c, cells, gates = forward_loop(*loop_inputs, output_dtype=output_dtype)
 
         def grad(d_outputs, d_h, d_c):
             # The loop sums the bias' gradient as it goes, and hands d_gates back in its products' dtype: ready for
@@ -101,24 +174,15 @@ def run_lstm(x, h0, c0, kernel, recurrent_kernel, bias, *, matmul_dtype=tf.float
             recurrent_kernel_t = tf.transpose(tf.cast(recurrent_kernel, loop_dtype))
             d_state = (tf.cast(d_h, tf.float32), tf.cast(d_c, tf.float32))
             d_gates, d_bias, d_h0, d_c0 = backward_loop(d_outputs, *d_state, gates, cells, c0, recurrent_kernel_t)
-            # The weights' gradients as products over all steps at once: [features, time * batch] @ [time * batch, 4 * units].
-            d_gates = tf.cast(tf.reshape(d_gates, [-1, 4 * units]), matmul_dtype)
+            d_gates = tf.cast(d_gates, matmul_dtype)
+            # The recurrent kernel's gradient as one product over all steps: [units, time * batch] @ [time * batch, 4 * units].
             previous_h = tf.reshape(tf.concat([tf.cast(h0[None], outputs.dtype), outputs[:-1]], axis=0), [-1, units])
-            d_recurrent = tf.matmul(tf.cast(previous_h, matmul_dtype), d_gates, transpose_a=True)
-            d_kernel = tf.matmul(x_flat, d_gates, transpose_a=True)
-            d_x = tf.matmul(d_gates, tf.cast(kernel, matmul_dtype), transpose_b=True)
-            return (
-                tf.cast(tf.reshape(d_x, [time, batch, features]), x.dtype),
-                tf.cast(d_h0, h0.dtype),
-                tf.cast(d_c0, c0.dtype),
-                tf.cast(d_kernel, kernel.dtype),
-                tf.cast(d_recurrent, recurrent_kernel.dtype),
-                tf.cast(d_bias, bias.dtype),
-            )
+            d_recurrent = tf.matmul(tf.cast(previous_h, matmul_dtype), tf.reshape(d_gates, [-1, 4 * units]), transpose_a=True)
+            return d_gates, tf.cast(d_h0, h0.dtype), tf.cast(d_c0, c0.dtype), tf.cast(d_recurrent, recurrent_kernel.dtype), tf.cast(d_bias, bias.dtype)
 
         return (outputs, h, c), grad
 
-    return run(x, h0, c0, kernel, recurrent_kernel, bias)
+    return run(x_part, h0, c0, recurrent_kernel, bias)
 
 
 XLA_LOOPS_UP_TO_UNITS = 256

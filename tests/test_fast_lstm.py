@@ -49,6 +49,25 @@ def test_same_variables_as_keras_lstm():
     assert [(w.path, w.shape) for w in fast.weights] == [(w.path, w.shape) for w in stock.weights]
 
 
+def test_checkpoints_of_either_build_name_the_same_variables(tmp_path):
+    # Training resumes on a CPU from a checkpoint a GPU wrote, and back (training.TrainingCheckpoints).
+    stock, fast = stock_and_fast()
+    names = [
+        [name for name, _ in tf.train.list_variables(tf.train.Checkpoint(model=model).write(str(tmp_path / kind)))]
+        for kind, model in (("stock", stock), ("fast", fast))
+    ]
+    assert names[0] == names[1]
+
+
+def test_the_first_lstm_looks_its_input_product_up_per_id():
+    # Keras' Embedding sends back one gradient row per character (IndexedSlices); the lookup in
+    # embeddings @ kernel sends back the whole table's gradient, summed per id.
+    stock, fast = stock_and_fast()
+    assert isinstance(loss_and_gradients(stock)[1][0], tf.IndexedSlices)
+    embedding_gradient = loss_and_gradients(fast)[1][0]
+    assert isinstance(embedding_gradient, tf.Tensor) and embedding_gradient.shape == (VOCABULARY.size, CONFIG.embedding_dim)
+
+
 # Layers of up to XLA_LOOPS_UP_TO_UNITS run whole XLA-compiled loops, larger ones oneDNN's products step by
 # step: the tiny test model (16 units) takes either when the limit is moved.
 LOOPS = {"whole loops in XLA": 256, "oneDNN products per step": 0}
