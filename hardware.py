@@ -68,12 +68,16 @@ def cpu_has_native_bfloat16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> boo
     Reads the kernel's CPU flags; False where there is no /proc/cpuinfo (macOS, Windows) or it names
     neither. Without them bfloat16 products are emulated, slower than float32.
     """
+    return bool(cpu_flags(cpuinfo) & {"amx_bf16", "avx512_bf16"})
+
+
+def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags as the kernel lists them (e.g. 'avx512_bf16'); empty where there is no /proc/cpuinfo."""
     try:
         text = pathlib.Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return False
-    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.partition(":")[2].split()}
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.partition(":")[2].split()}
 
 
 def find_tpu_devices(root: str | os.PathLike = "/") -> list[str]:

@@ -63,3 +63,5 @@ def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path):
     assert hardware.cpu_has_native_bfloat16(cpuinfo("amx_bf16 amx_tile amx_int8"))
     assert not hardware.cpu_has_native_bfloat16(cpuinfo("avx512f avx2 avx512_vnni"))
     assert not hardware.cpu_has_native_bfloat16(tmp_path / "missing")  # macOS, Windows: no /proc/cpuinfo
+    assert hardware.cpu_flags(cpuinfo("avx512f avx512_bf16")) == {"fpu", "sse2", "avx512f", "avx512_bf16"}
+    assert hardware.cpu_flags(tmp_path / "missing") == set()
