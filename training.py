@@ -23,6 +23,7 @@ from config import Config
 from errors import UserError
 from evaluation import make_evaluate
 from files import discard_stdout
+from models import compiled_lstm
 from models.char_lstm import build_model
 from models.sampling import generate_text
 from optimization import make_optimizer
@@ -306,6 +307,10 @@ def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief
         f"({total_steps / data.steps_per_epoch:.2f} epochs of {data.steps_per_epoch:,} steps) "
         f"on {distribute.describe(strategy)}, {precision}"
     )
+    if distribute.trains_on_cpu(strategy) and precision == "mixed_bfloat16":
+        # The compiled LSTM is built here the first time (up to a minute), rather than unannounced in the first step.
+        loaded = compiled_lstm.load_ops() is not None
+        print("LSTM loops: compiled (models/lstm_kernel.cc)" if loaded else f"LSTM loops: TensorFlow's ({compiled_lstm.unavailable_reason()})")
     with strategy.scope():
         model = build_model(cfg.model, data.vocabulary.size, fast_cpu_lstm=distribute.trains_on_cpu(strategy))
         optimizer = make_optimizer(cfg, model, total_steps=total_steps, num_replicas=strategy.num_replicas_in_sync)

@@ -18,7 +18,9 @@ recurrent_kernel, bias; gates i, f, c, o) and:
   where XLA fuses them into work the step does anyway, rather than in passes over whole sequences of their own;
 - multiplies in bfloat16 under a mixed_bfloat16 policy (charbook picks it on CPUs with native bfloat16,
   distribute.use_precision) while the cell state, the gates and the gradients stay float32
-  (XLA-compiled loops multiply in float32 either way).
+  (XLA-compiled loops multiply in float32 either way);
+- in bfloat16 on CPUs with AVX-512 BF16, runs each whole loop as one compiled op instead (models/compiled_lstm),
+  where it can be built: the fastest of all.
 
 The measured gains are in bench/README.md (bench/train.py). GPUs and TPUs keep keras.layers.LSTM
 (cuDNN's fused kernel, XLA on TPUs); see models/char_lstm.build_model.
@@ -28,6 +30,8 @@ import os
 
 import keras
 import tensorflow as tf
+
+from models import compiled_lstm
 
 
 class LSTM(keras.layers.LSTM):
@@ -132,7 +136,11 @@ def input_product_by_lookup(ids, embeddings, kernel, groups, *, matmul_dtype=tf.
     products of the vocabulary's size: at the default size, 14% of a training step's arithmetic.
     """
     table = tf.matmul(tf.cast(embeddings, tf.float32), tf.cast(kernel, tf.float32))
-    return [_lookup(table, tf.transpose(rows), matmul_dtype) for rows in tf.split(ids, groups)]
+    # Read in time-major order rather than transposed: transposing int32 (even cast to int64 first, which TensorFlow
+    # reorders) makes oneDNN print an error line ("supports DT_INT32 only on platforms with AVX-512").
+    batch, time = tf.shape(ids)[0], tf.shape(ids)[1]
+    time_major_ids = tf.gather(tf.reshape(ids, [-1]), tf.range(time)[:, None] + time * tf.range(batch)[None, :])
+    return [_lookup(table, rows, matmul_dtype) for rows in tf.split(time_major_ids, groups, axis=1)]
 
 
 def _lookup(table, ids, dtype):
@@ -189,14 +197,18 @@ XLA_LOOPS_UP_TO_UNITS = 256
 
 
 def _loops(units: int, matmul_dtype: tf.DType):
-    """The forward and backward loops for a layer of `units`, and the dtype of their recurrent products.
+    """The forward and backward loops for a layer of `units`, and the dtype their recurrent kernel is handed in.
 
+    In bfloat16, the compiled ops wherever they load (models/compiled_lstm): 1.4x-1.5x the speed of the loops
+    below at the demo's size, 1.15x at the default size (bench/README.md). Otherwise:
     Up to XLA_LOOPS_UP_TO_UNITS, each whole loop is one XLA-compiled kernel, with its products in float32:
     a step is so short there that TensorFlow's per-operation costs dominate, and at the demo's size
     (192 units) whole XLA loops measured 10-25% faster than oneDNN's products between XLA-compiled gate
     steps, in either precision (XLA's CPU products gain nothing from bfloat16). At 512 units they measured
     20-30% slower in bfloat16, where oneDNN's products run at twice XLA's speed (bench/README.md).
     """
+    if matmul_dtype == tf.bfloat16 and units % 16 == 0 and compiled_lstm.load_ops() is not None:
+        return compiled_lstm.forward_loop, compiled_lstm.backward_loop, tf.float32
     if units <= XLA_LOOPS_UP_TO_UNITS:
         return _forward_loop_in_xla, _backward_loop_in_xla, tf.float32
     return _forward_loop, _backward_loop, matmul_dtype
