@@ -1,4 +1,8 @@
 // The recurrence of Keras' LSTM (gates i, f, c, o) on CPUs with AVX-512 BF16: one kernel per loop, forward and back.
+//
+// models/compiled_lstm.py builds and loads this file and wraps the two ops in fast_lstm's loop contract; the input
+// product, the bias's place and the weight gradients stay in TensorFlow (models/fast_lstm.py). Each step's product
+// h @ recurrent_kernel runs in bfloat16 with float32 sums (vdpbf16ps); the cell state and the gates stay float32.
 #include <immintrin.h>
 
 #include <cmath>
@@ -20,6 +24,8 @@ using tensorflow::TensorShape;
 
 // ---- products: rows x K (bfloat16) @ K x N (bfloat16, packed in pairs of rows) -> rows x N (float32) ----
 
+// ROWS rows of `a` times CHUNKS x 16 columns of w, summed over all of K. With 8 rows and 3 chunks the 24 sums stay in
+// registers (AVX-512 has 32) and each pair-row of w loaded from cache serves 8 rows; `a` is read two bfloat16 at a time.
 template <int ROWS, int CHUNKS>
 inline void Block(const uint32_t* a, int a_stride, const uint16_t* w, int K2, int N, float* out, int out_stride) {
   __m512 acc[ROWS][CHUNKS];
