@@ -307,10 +307,12 @@ def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief
         f"({total_steps / data.steps_per_epoch:.2f} epochs of {data.steps_per_epoch:,} steps) "
         f"on {distribute.describe(strategy)}, {precision}"
     )
-    if distribute.trains_on_cpu(strategy) and precision == "mixed_bfloat16":
+    if distribute.trains_on_cpu(strategy):
         # The compiled LSTM is built here the first time (up to a minute), rather than unannounced in the first step.
-        loaded = compiled_lstm.load_ops() is not None
-        print("LSTM loops: compiled (models/lstm_kernel.cc)" if loaded else f"LSTM loops: TensorFlow's ({compiled_lstm.unavailable_reason()})")
+        matmul_dtype = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float32  # as fast_lstm.LSTM multiplies
+        reason = compiled_lstm.why_not(cfg.rnn_units, matmul_dtype)
+        compiled = f"compiled (models/lstm_kernel.cc), products in {matmul_dtype.name}"
+        print(f"LSTM loops: {compiled}" if reason is None else f"LSTM loops: TensorFlow's ({reason})")
     with strategy.scope():
         model = build_model(cfg.model, data.vocabulary.size, fast_cpu_lstm=distribute.trains_on_cpu(strategy))
         optimizer = make_optimizer(cfg, model, total_steps=total_steps, num_replicas=strategy.num_replicas_in_sync)

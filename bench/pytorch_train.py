@@ -8,7 +8,9 @@ come from the same minutes. The step is charbook's model and training step writt
 two-layer nn.LSTM (oneDNN's fused LSTM on CPUs), a Linear over the vocabulary, cross-entropy, gradients clipped
 to a global norm of 5 (charbook's --clipnorm) and Adam, on one batch of random ids; float32, and bfloat16 under
 torch.autocast as PyTorch's users would run it. Prints one JSON line: `<size>_pytorch_<float32|bfloat16>_chars_per_sec`
-for each size (input characters per second, the best of --rounds timings of --seconds each).
+for each size (input characters per second, the best of --rounds timings of --seconds each); where PyTorch
+cannot train in bfloat16 (oneDNN has no bfloat16 LSTM on CPUs without bfloat16 instructions),
+`<size>_pytorch_bfloat16_unavailable` holds its error instead.
 """
 
 import argparse
@@ -75,7 +77,13 @@ def main():
     for name, (embedding_dim, rnn_units, batch_size, seq_len) in json.loads(args.sizes).items():
         sizes = (args.vocab_size, embedding_dim, rnn_units, batch_size, seq_len)
         for precision in ("float32", "bfloat16"):
-            speed = chars_per_sec(*sizes, bfloat16=precision == "bfloat16", seconds=args.seconds, rounds=args.rounds)
+            try:
+                speed = chars_per_sec(*sizes, bfloat16=precision == "bfloat16", seconds=args.seconds, rounds=args.rounds)
+            except RuntimeError as error:  # oneDNN has no bfloat16 LSTM on CPUs without bfloat16 instructions
+                if precision == "float32":
+                    raise
+                result[f"{name}_pytorch_{precision}_unavailable"] = str(error).splitlines()[0]
+                continue
             result[f"{name}_pytorch_{precision}_chars_per_sec"] = round(speed, 1)
     result.update(pytorch=torch.__version__, threads=torch.get_num_threads())
     print(json.dumps(result))

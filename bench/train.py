@@ -83,17 +83,19 @@ def main(argv):
             best[name] = max(best[name], timed.time_steps(seconds / FLAGS.rounds))
         if FLAGS.pytorch_python:
             for name, speed in time_pytorch(FLAGS.pytorch_python, sizes, seconds / FLAGS.rounds).items():
-                best[name] = max(best.get(name, 0.0), speed)
+                best[name] = speed if isinstance(speed, str) else max(best.get(name, 0.0), speed)  # a str says why there is no figure
     result = {"benchmark": "train", "quick": FLAGS.quick, "rounds": FLAGS.rounds}
     for size in sizes:
         for name in best:
             if name.startswith(f"{size}_"):
-                result[name] = round(best[name], 1)
+                result[name] = best[name] if isinstance(best[name], str) else round(best[name], 1)
         for precision in PRECISIONS:
             baseline = result[f"{size}_stock_float32_chars_per_sec"]
             result[f"{size}_ours_{precision}_speedup"] = round(result[f"{size}_ours_{precision}_chars_per_sec"] / baseline, 2)
         if FLAGS.pytorch_python:
-            ours, pytorch = (max(result[f"{size}_{layer}_{precision}_chars_per_sec"] for precision in PRECISIONS) for layer in ("ours", "pytorch"))
+            ours, pytorch = (
+                max(result.get(f"{size}_{layer}_{precision}_chars_per_sec", 0.0) for precision in PRECISIONS) for layer in ("ours", "pytorch")
+            )
             result[f"{size}_ours_vs_pytorch"] = round(ours / pytorch, 2)
     result.update(
         cpu_bf16=hardware.cpu_has_native_bfloat16(),
@@ -122,7 +124,7 @@ def time_pytorch(python: str, sizes: dict[str, Config], seconds: float) -> dict[
     if run.returncode != 0:
         sys.exit(f"train: PyTorch's timing failed (--pytorch_python={python}); its errors:\n{run.stderr.strip()}")
     report = json.loads(run.stdout.splitlines()[-1])
-    return {name: speed for name, speed in report.items() if name.endswith("_chars_per_sec")}
+    return {name: speed for name, speed in report.items() if name.endswith(("_chars_per_sec", "_unavailable"))}
 
 
 if __name__ == "__main__":

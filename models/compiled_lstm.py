@@ -1,11 +1,12 @@
-"""The LSTM recurrence as two compiled TensorFlow ops (models/lstm_kernel.cc), for CPUs with AVX-512 BF16.
+"""The LSTM recurrence as two compiled TensorFlow ops (models/lstm_kernel.cc), for x86-64 CPUs with AVX2.
 
-fast_lstm runs its loops as these ops when it multiplies in bfloat16: each whole loop, forward or back, is one
-kernel whose per-step products use the CPU's bfloat16 dot-product instructions on the recurrent kernel packed
-once (bench/README.md has the speeds). The ops are built from their source with g++ the first time they are
-needed, once per TensorFlow version, into <cache>/compiled/ ($CHARBOOK_CACHE_DIR, else ~/.cache/charbook),
-and loaded from there afterwards. Where they cannot be built or loaded (no g++, no AVX-512 BF16, not Linux),
-fast_lstm keeps its TensorFlow loops: the same arithmetic, slower, and `unavailable_reason()` says why.
+fast_lstm runs its loops as these ops on CPUs: each whole loop, forward or back, is one kernel. Its per-step
+products run in float32 (AVX2 and FMA) or, on CPUs with AVX-512 BF16, in bfloat16 with the CPU's dot-product
+instructions on the recurrent kernel packed once (bench/README.md has the speeds). The ops are built from their
+source with g++ the first time they are needed, once per TensorFlow version, into <cache>/compiled/
+($CHARBOOK_CACHE_DIR, else ~/.cache/charbook), and loaded from there afterwards. Where they cannot be built or
+loaded (no g++, no AVX2, not Linux on x86-64), fast_lstm keeps its TensorFlow loops: the same arithmetic, slower,
+and `unavailable_reason()` says why.
 """
 
 import fcntl
@@ -25,8 +26,29 @@ import hardware
 from pipeline import sources
 
 SOURCE = pathlib.Path(__file__).with_name("lstm_kernel.cc")
-COMPILER_FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma", "-shared", "-fPIC", "-w"]
+SOURCES = [SOURCE, SOURCE.with_name("lstm_kernel_loops.h")]  # the .cc includes the .h: both make the library
+# The library runs on any CPU with AVX2 and FMA; its AVX-512 BF16 code (#pragma GCC target) runs only where the CPU has it.
+COMPILER_FLAGS = ["-O3", "-mavx2", "-mfma", "-shared", "-fPIC", "-w"]
 _unavailable: list[str] = []  # why the ops could not be had, once load_ops has tried
+
+
+def can_run(units: int, matmul_dtype: tf.DType) -> bool:
+    """Whether the ops can run a layer of `units` whose products are in matmul_dtype here (why_not says why not)."""
+    return why_not(units, matmul_dtype) is None
+
+
+def why_not(units: int, matmul_dtype: tf.DType) -> str | None:
+    """Why the ops cannot run such a layer here, None when they can: they load wherever they can be built (AVX2, g++),
+    multiply in float32 wherever they load and in bfloat16 on AVX-512 BF16, and take multiples of 16 units."""
+    if units % 16:
+        return f"the compiled LSTM takes layers of a multiple of 16 units, not {units}"
+    if matmul_dtype not in (tf.float32, tf.bfloat16):
+        return f"the compiled LSTM multiplies in float32 or bfloat16, not {matmul_dtype.name}"
+    if load_ops() is None:
+        return unavailable_reason()
+    if matmul_dtype == tf.bfloat16 and "avx512_bf16" not in hardware.cpu_flags():
+        return "this CPU has no AVX-512 BF16 instructions for the compiled LSTM's bfloat16 products"
+    return None
 
 
 @functools.cache
@@ -46,22 +68,26 @@ def unavailable_reason() -> str | None:
     return _unavailable[0] if _unavailable else None
 
 
-def pack_pairs(kernel: tf.Tensor) -> tf.Tensor:
-    """kernel [K, N] -> bfloat16 [K / 2, N, 2]: rows 2k and 2k + 1 side by side, the layout the ops multiply by."""
+def pack(kernel: tf.Tensor) -> tf.Tensor:
+    """kernel [K, N] in the layout the ops multiply by, which also says their products' dtype:
+    bfloat16 [K / 2, N, 2], rows 2k and 2k + 1 side by side (vdpbf16ps multiplies pairs);
+    float32 [N / 16, K, 16], panels of 16 columns, each read in order (lstm_kernel.cc, Product)."""
     k, n = kernel.shape
-    return tf.transpose(tf.reshape(tf.cast(kernel, tf.bfloat16), [k // 2, 2, n]), [0, 2, 1])
+    if kernel.dtype == tf.bfloat16:
+        return tf.transpose(tf.reshape(kernel, [k // 2, 2, n]), [0, 2, 1])
+    return tf.transpose(tf.reshape(tf.cast(kernel, tf.float32), [k, n // 16, 16]), [1, 0, 2])
 
 
 def forward_loop(x_part, bias, h0, c0, recurrent_kernel, output_dtype):
-    """fast_lstm._forward_loop's contract, as one op: the recurrent products in bfloat16."""
-    outputs, h, c, cells, gates = load_ops().charbook_lstm_forward(x_part, bias, h0, c0, pack_pairs(recurrent_kernel))
+    """fast_lstm._forward_loop's contract, as one op: the recurrent products in recurrent_kernel's dtype (as x_part's)."""
+    outputs, h, c, cells, gates = load_ops().charbook_lstm_forward(x_part, bias, h0, c0, pack(recurrent_kernel))
     return tf.cast(outputs, output_dtype), h, c, cells, gates
 
 
 def backward_loop(d_outputs, d_h, d_c, gates, cells, c0, recurrent_kernel_t):
-    """fast_lstm._backward_loop's contract, as one op: d_gates in bfloat16, the rest float32."""
-    d_outputs = tf.cast(d_outputs, tf.bfloat16)
-    return load_ops().charbook_lstm_backward(d_outputs, d_h, d_c, gates, cells, c0, pack_pairs(recurrent_kernel_t))
+    """fast_lstm._backward_loop's contract, as one op: d_gates in recurrent_kernel_t's dtype, the rest float32."""
+    d_outputs = tf.cast(d_outputs, recurrent_kernel_t.dtype)
+    return load_ops().charbook_lstm_backward(d_outputs, d_h, d_c, gates, cells, c0, pack(recurrent_kernel_t))
 
 
 class _Unavailable(Exception):
@@ -72,17 +98,17 @@ def _built_library() -> pathlib.Path:
     """The ops built for this TensorFlow and source: built now (under a lock, renamed into place whole) unless cached."""
     if sys.platform != "linux" or platform.machine() != "x86_64":
         raise _Unavailable(f"the compiled LSTM is built for Linux on x86-64 only, not {sys.platform} on {platform.machine()}")
-    if "avx512_bf16" not in hardware.cpu_flags():
-        raise _Unavailable("this CPU has no AVX-512 BF16 instructions, which the compiled LSTM needs")
-    compiler = shutil.which("g++")
-    if compiler is None:
-        raise _Unavailable("no C++ compiler (g++) to build the compiled LSTM with")
+    if not {"avx2", "fma"} <= hardware.cpu_flags():
+        raise _Unavailable("this CPU has no AVX2 and FMA instructions, which the compiled LSTM needs")
     flags = [*COMPILER_FLAGS, *tf.sysconfig.get_compile_flags()]
-    key = hashlib.sha256("\n".join([tf.__version__, tf.sysconfig.get_lib(), *flags, SOURCE.read_text()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join([tf.__version__, tf.sysconfig.get_lib(), *flags, *(source.read_text() for source in SOURCES)]).encode()).hexdigest()[:16]
     directory = pathlib.Path(os.environ.get("CHARBOOK_CACHE_DIR") or sources.default_cache_dir()) / "compiled"
     library = directory / f"lstm-{key}.so"
     if library.exists():
         return library
+    compiler = shutil.which("g++")
+    if compiler is None:
+        raise _Unavailable("no C++ compiler (g++) to build the compiled LSTM with")
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process building the same library: wait, then use its

@@ -19,8 +19,8 @@ recurrent_kernel, bias; gates i, f, c, o) and:
 - multiplies in bfloat16 under a mixed_bfloat16 policy (charbook picks it on CPUs with native bfloat16,
   distribute.use_precision) while the cell state, the gates and the gradients stay float32
   (XLA-compiled loops multiply in float32 either way);
-- in bfloat16 on CPUs with AVX-512 BF16, runs each whole loop as one compiled op instead (models/compiled_lstm),
-  where it can be built: the fastest of all.
+- on x86-64 CPUs with AVX2 (nearly all made since 2013), runs each whole loop as one compiled op instead
+  (models/compiled_lstm), where g++ can build it: in float32, and in bfloat16 on CPUs with AVX-512 BF16. The fastest of all.
 
 The measured gains are in bench/README.md (bench/train.py). GPUs and TPUs keep keras.layers.LSTM
 (cuDNN's fused kernel, XLA on TPUs); see models/char_lstm.build_model.
@@ -199,16 +199,17 @@ XLA_LOOPS_UP_TO_UNITS = 256
 def _loops(units: int, matmul_dtype: tf.DType):
     """The forward and backward loops for a layer of `units`, and the dtype their recurrent kernel is handed in.
 
-    In bfloat16, the compiled ops wherever they load (models/compiled_lstm): 1.4x-1.5x the speed of the loops
-    below at the demo's size, 1.15x at the default size (bench/README.md). Otherwise:
+    The compiled ops wherever they can run (models/compiled_lstm.can_run): in bfloat16 1.4x-1.5x the speed of the
+    loops below at the demo's size, 1.15x at the default size; in float32 (AVX2, a Zen 3) 1.28x at the demo's size
+    (bench/README.md). Otherwise:
     Up to XLA_LOOPS_UP_TO_UNITS, each whole loop is one XLA-compiled kernel, with its products in float32:
     a step is so short there that TensorFlow's per-operation costs dominate, and at the demo's size
     (192 units) whole XLA loops measured 10-25% faster than oneDNN's products between XLA-compiled gate
     steps, in either precision (XLA's CPU products gain nothing from bfloat16). At 512 units they measured
     20-30% slower in bfloat16, where oneDNN's products run at twice XLA's speed (bench/README.md).
     """
-    if matmul_dtype == tf.bfloat16 and units % 16 == 0 and compiled_lstm.load_ops() is not None:
-        return compiled_lstm.forward_loop, compiled_lstm.backward_loop, tf.float32
+    if compiled_lstm.can_run(units, matmul_dtype):
+        return compiled_lstm.forward_loop, compiled_lstm.backward_loop, matmul_dtype
     if units <= XLA_LOOPS_UP_TO_UNITS:
         return _forward_loop_in_xla, _backward_loop_in_xla, tf.float32
     return _forward_loop, _backward_loop, matmul_dtype

@@ -1,12 +1,18 @@
-// The recurrence of Keras' LSTM (gates i, f, c, o) on CPUs with AVX-512 BF16: one kernel per loop, forward and back.
+// The recurrence of Keras' LSTM (gates i, f, c, o) as two TensorFlow ops: one kernel per loop, forward and back.
 //
 // models/compiled_lstm.py builds and loads this file and wraps the two ops in fast_lstm's loop contract; the input
-// product, the bias's place and the weight gradients stay in TensorFlow (models/fast_lstm.py). Each step's product
-// h @ recurrent_kernel runs in bfloat16 with float32 sums (vdpbf16ps); the cell state and the gates stay float32.
+// product, the bias's place and the weight gradients stay in TensorFlow (models/fast_lstm.py). The loops
+// (lstm_kernel_loops.h) are compiled twice, for two instruction sets, each inside a #pragma GCC target region:
+// - AVX2 and FMA (x86-64 CPUs since 2013): each step's product h @ recurrent_kernel in float32;
+// - AVX-512 BF16: the product in bfloat16 with float32 sums (vdpbf16ps), on the kernel packed in pairs of rows.
+// The ops take the second when handed a packed bfloat16 kernel, which compiled_lstm does only on CPUs that have it;
+// the library itself is built for AVX2 and FMA. Cell state and gates stay float32 in both.
 #include <immintrin.h>
 
-#include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -22,7 +28,113 @@ using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
 using tensorflow::TensorShape;
 
-// ---- products: rows x K (bfloat16) @ K x N (bfloat16, packed in pairs of rows) -> rows x N (float32) ----
+// exp(x) = 2^(x log2 e): 2^n for the nearest integer n, times a degree-5 polynomial for the rest, in [-0.5, 0.5]
+// (relative error about 2e-7). x is clamped to where 2^n is a normal float.
+#define CHARBOOK_EXP_POLYNOMIAL(f)                           \
+  Fmadd(Fmadd(Fmadd(Fmadd(Fmadd(Set1(1.3333558e-3f), f, Set1(9.6180291e-3f)), f, Set1(5.5504109e-2f)), f, \
+                    Set1(2.4022651e-1f)),                    \
+              f, Set1(6.9314718e-1f)),                       \
+        f, Set1(1.f))
+
+// ---- AVX2 and FMA: products in float32 ----
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+
+using V = __m256;
+constexpr int kWidth = 8;
+using Multiplied = float;
+inline V Set1(float x) { return _mm256_set1_ps(x); }
+inline V Add(V a, V b) { return _mm256_add_ps(a, b); }
+inline V Sub(V a, V b) { return _mm256_sub_ps(a, b); }
+inline V Mul(V a, V b) { return _mm256_mul_ps(a, b); }
+inline V Div(V a, V b) { return _mm256_div_ps(a, b); }
+inline V Fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }   // a b + c
+inline V Fnmadd(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); } // c - a b
+inline V Load(const float* p) { return _mm256_loadu_ps(p); }
+inline void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
+inline V Exp(V x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, Set1(-87.f)), Set1(88.f));
+  V t = Mul(x, Set1(1.44269504f));
+  V n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  V f = Sub(t, n);
+  __m256i two_to_n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return Mul(CHARBOOK_EXP_POLYNOMIAL(f), _mm256_castsi256_ps(two_to_n));
+}
+
+// ROWS rows of `a` times one panel of w (16 columns, K rows, contiguous), summed over all of K. With 6 rows the 12 sums
+// stay in registers (AVX2 has 16), each row of the panel loaded from cache serves 6 rows, and 12 independent sums
+// keep both FMA units busy.
+template <int ROWS>
+inline void Block(const float* a, int K, const float* panel, int N, float* out) {
+  V acc[ROWS][2];
+  for (int r = 0; r < ROWS; r++)
+    for (int j = 0; j < 2; j++) acc[r][j] = _mm256_setzero_ps();
+  for (int p = 0; p < K; p++) {
+    V b[2];
+    for (int j = 0; j < 2; j++) b[j] = Load(panel + 16 * p + 8 * j);
+    for (int r = 0; r < ROWS; r++) {
+      const V x = Set1(a[static_cast<size_t>(r) * K + p]);
+      for (int j = 0; j < 2; j++) acc[r][j] = _mm256_fmadd_ps(x, b[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < ROWS; r++)
+    for (int j = 0; j < 2; j++) Store(out + static_cast<size_t>(r) * N + 8 * j, acc[r][j]);
+}
+
+// a [rows, K] @ w -> out [rows, N], w packed in panels [N/16][K][16]: a panel is read in order, and stays in cache
+// for all rows (the plain [K, N] layout puts a column block's rows N floats apart, where they evict each other).
+void Product(const float* a, int rows, int K, const float* w, int N, float* out) {
+  for (int n0 = 0; n0 < N; n0 += 16) {
+    const float* panel = w + static_cast<size_t>(n0) * K;
+    int r0 = 0;
+    for (; r0 + 6 <= rows; r0 += 6) Block<6>(a + static_cast<size_t>(r0) * K, K, panel, N, out + static_cast<size_t>(r0) * N + n0);
+    const float* a_rest = a + static_cast<size_t>(r0) * K;
+    float* out_rest = out + static_cast<size_t>(r0) * N + n0;
+    switch (rows - r0) {
+      case 5: Block<5>(a_rest, K, panel, N, out_rest); break;
+      case 4: Block<4>(a_rest, K, panel, N, out_rest); break;
+      case 3: Block<3>(a_rest, K, panel, N, out_rest); break;
+      case 2: Block<2>(a_rest, K, panel, N, out_rest); break;
+      case 1: Block<1>(a_rest, K, panel, N, out_rest); break;
+    }
+  }
+}
+
+#include "lstm_kernel_loops.h"
+
+}  // namespace avx2
+#pragma GCC pop_options
+
+// ---- AVX-512 BF16: products in bfloat16, summed in float32 ----
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,fma")
+namespace avx512_bf16 {
+
+using V = __m512;
+constexpr int kWidth = 16;
+using Multiplied = uint16_t;  // bfloat16's bits
+inline V Set1(float x) { return _mm512_set1_ps(x); }
+inline V Add(V a, V b) { return _mm512_add_ps(a, b); }
+inline V Sub(V a, V b) { return _mm512_sub_ps(a, b); }
+inline V Mul(V a, V b) { return _mm512_mul_ps(a, b); }
+inline V Div(V a, V b) { return _mm512_div_ps(a, b); }
+inline V Fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+inline V Fnmadd(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }
+inline V Load(const float* p) { return _mm512_loadu_ps(p); }
+inline V Load(const bfloat16* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+inline void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
+inline void Store(uint16_t* p, V v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v)); }
+inline void Store(bfloat16* p, V v) { Store(reinterpret_cast<uint16_t*>(p), v); }
+inline V Exp(V x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, Set1(-87.f)), Set1(88.f));
+  V t = Mul(x, Set1(1.44269504f));
+  V n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  V f = Sub(t, n);
+  return _mm512_scalef_ps(CHARBOOK_EXP_POLYNOMIAL(f), n);
+}
 
 // ROWS rows of `a` times CHUNKS x 16 columns of w, summed over all of K. With 8 rows and 3 chunks the 24 sums stay in
 // registers (AVX-512 has 32) and each pair-row of w loaded from cache serves 8 rows; `a` is read two bfloat16 at a time.
@@ -57,44 +169,32 @@ void ProductChunks(const uint16_t* a, int rows, int K, const uint16_t* w, int N,
   }
 }
 
-// a [rows, K] bfloat16 (K even), w packed [K/2][N][2] (N a multiple of 16) -> out [rows, N] float32
+// a [rows, K] bfloat16 (K even) @ w packed [K/2][N][2] (N a multiple of 16) -> out [rows, N] float32
 void Product(const uint16_t* a, int rows, int K, const uint16_t* w, int N, float* out) {
   if (N % 48 == 0) return ProductChunks<3>(a, rows, K, w, N, out);
   if (N % 32 == 0) return ProductChunks<2>(a, rows, K, w, N, out);
   return ProductChunks<1>(a, rows, K, w, N, out);
 }
 
-// ---- element-wise: float32 throughout ----
+#include "lstm_kernel_loops.h"
 
-inline __m512 Exp(__m512 x) {  // 2^(x log2 e) with a degree-5 polynomial on [-0.5, 0.5]: relative error about 2e-7
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.f)), _mm512_set1_ps(88.f));
-  __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504f));
-  __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 f = _mm512_sub_ps(t, n);
-  __m512 p = _mm512_set1_ps(1.3333558e-3f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6180291e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
-  return _mm512_scalef_ps(p, n);
-}
-inline __m512 Sigmoid(__m512 x) {
-  return _mm512_div_ps(_mm512_set1_ps(1.f), _mm512_add_ps(_mm512_set1_ps(1.f), Exp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-}
-inline __m512 Tanh(__m512 x) { return _mm512_fmsub_ps(_mm512_set1_ps(2.f), Sigmoid(_mm512_add_ps(x, x)), _mm512_set1_ps(1.f)); }
+}  // namespace avx512_bf16
+#pragma GCC pop_options
 
-inline __m512 Load(const float* p) { return _mm512_loadu_ps(p); }
-inline __m512 Load(const bfloat16* p) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
-}
-inline void Store(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
-inline void Store(bfloat16* p, __m512 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v)); }
-inline void Store(uint16_t* p, __m512 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v)); }
+// ---- the ops: shapes checked, then the loops of the instruction set the kernel's dtype asks for ----
 
-bool CheckKernel(OpKernelContext* ctx, const Tensor& packed, int K, int N) {
-  if (packed.dims() != 3 || packed.dim_size(0) * 2 != K || packed.dim_size(1) != N || packed.dim_size(2) != 2) {
-    ctx->CtxFailure(tensorflow::errors::InvalidArgument("the packed kernel must be [", K / 2, ", ", N, ", 2], not ", packed.shape().DebugString()));
+// The recurrent kernel (or its transpose), [K, N], as the products read it: in bfloat16 packed in pairs of rows,
+// [K/2, N, 2]; in float32 in panels of 16 columns, [N/16, K, 16].
+bool CheckKernel(OpKernelContext* ctx, const Tensor& kernel, int K, int N) {
+  const bool bf16 = kernel.dtype() == tensorflow::DT_BFLOAT16;
+  const int expected[3] = {bf16 ? K / 2 : N / 16, bf16 ? N : K, bf16 ? 2 : 16};
+  if (kernel.dims() != 3 || kernel.dim_size(0) != expected[0] || kernel.dim_size(1) != expected[1] || kernel.dim_size(2) != expected[2]) {
+    ctx->CtxFailure(tensorflow::errors::InvalidArgument("the packed kernel must be [", expected[0], ", ", expected[1], ", ", expected[2],
+                                                        "], not ", kernel.shape().DebugString()));
+    return false;
+  }
+  if (bf16 && !__builtin_cpu_supports("avx512bf16")) {
+    ctx->CtxFailure(tensorflow::errors::FailedPrecondition("a bfloat16 kernel needs a CPU with AVX-512 BF16"));
     return false;
   }
   return true;
@@ -111,6 +211,15 @@ bool CheckShapes(OpKernelContext* ctx, int units, int time, int batch) {
   }
   return true;
 }
+// float32 products take float32 inputs: bfloat16 ones would be rounded for nothing.
+template <typename T>
+bool CheckInputType(OpKernelContext* ctx, const Tensor& kernel) {
+  if (kernel.dtype() == tensorflow::DT_FLOAT && !std::is_same_v<T, float>) {
+    ctx->CtxFailure(tensorflow::errors::InvalidArgument("a float32 kernel takes float32 inputs, not bfloat16"));
+    return false;
+  }
+  return true;
+}
 
 template <typename T>
 class ForwardOp : public OpKernel {
@@ -118,47 +227,23 @@ class ForwardOp : public OpKernel {
   explicit ForwardOp(OpKernelConstruction* c) : OpKernel(c) {}
   void Compute(OpKernelContext* ctx) override {
     const Tensor &x_part = ctx->input(0), &bias = ctx->input(1), &h0 = ctx->input(2), &c0 = ctx->input(3), &kernel = ctx->input(4);
-    const uint16_t* w = reinterpret_cast<const uint16_t*>(kernel.flat<bfloat16>().data());
     const int time = x_part.dim_size(0), batch = x_part.dim_size(1), N = x_part.dim_size(2), U = N / 4;
-    if (!CheckShapes(ctx, U, time, batch) || !CheckKernel(ctx, kernel, U, N)) return;
-    Tensor *outputs, *h_out, *c_out, *cells, *gates;
+    if (!CheckShapes(ctx, U, time, batch) || !CheckKernel(ctx, kernel, U, N) || !CheckInputType<T>(ctx, kernel)) return;
+    Tensor *outputs, *h, *c, *cells, *gates;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({time, batch, U}), &outputs));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({batch, U}), &h_out));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({batch, U}), &c_out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({batch, U}), &h));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({batch, U}), &c));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({time, batch, U}), &cells));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({time, batch, N}), &gates));
-    const T* x = x_part.flat<T>().data();
-    const float* b = bias.flat<float>().data();
-    std::vector<uint16_t> h(static_cast<size_t>(batch) * U);
-    std::vector<float> z(static_cast<size_t>(batch) * N);
-    float* c = c_out->flat<float>().data();
-    float* h_last = h_out->flat<float>().data();
-    std::memcpy(c, c0.flat<float>().data(), sizeof(float) * batch * U);
-    for (int i = 0; i < batch * U; i += 16) Store(h.data() + i, Load(h0.flat<float>().data() + i));
-    std::memcpy(h_last, h0.flat<float>().data(), sizeof(float) * batch * U);
-    for (int t = 0; t < time; t++) {
-      Product(h.data(), batch, U, w, N, z.data());
-      for (int r = 0; r < batch; r++) {
-        const size_t zr = static_cast<size_t>(r) * N, xr = (static_cast<size_t>(t) * batch + r) * N;
-        const size_t ur = static_cast<size_t>(r) * U, out_r = (static_cast<size_t>(t) * batch + r) * U;
-        float* g = gates->flat<float>().data() + xr;
-        for (int u = 0; u < U; u += 16) {
-          __m512 gate[4];
-          for (int k = 0; k < 4; k++) {
-            const int n = k * U + u;
-            __m512 pre = _mm512_add_ps(_mm512_add_ps(Load(z.data() + zr + n), Load(x + xr + n)), Load(b + n));
-            gate[k] = k == 2 ? Tanh(pre) : Sigmoid(pre);
-            Store(g + n, gate[k]);
-          }
-          __m512 cell = _mm512_fmadd_ps(gate[1], Load(c + ur + u), _mm512_mul_ps(gate[0], gate[2]));
-          Store(c + ur + u, cell);
-          Store(cells->flat<float>().data() + out_r + u, cell);
-          __m512 hh = _mm512_mul_ps(gate[3], Tanh(cell));
-          Store(outputs->flat<T>().data() + out_r + u, hh);
-          Store(h.data() + ur + u, hh);
-          if (t == time - 1) Store(h_last + ur + u, hh);
-        }
-      }
+    const auto args = [&](auto* w) {
+      return std::make_tuple(x_part.flat<T>().data(), bias.flat<float>().data(), h0.flat<float>().data(), c0.flat<float>().data(), w, time,
+                             batch, U, outputs->flat<T>().data(), h->flat<float>().data(), c->flat<float>().data(),
+                             cells->flat<float>().data(), gates->flat<float>().data());
+    };
+    if (kernel.dtype() == tensorflow::DT_BFLOAT16) {
+      std::apply(avx512_bf16::Forward<T>, args(reinterpret_cast<const uint16_t*>(kernel.flat<bfloat16>().data())));
+    } else if constexpr (std::is_same_v<T, float>) {
+      std::apply(avx2::Forward<T>, args(kernel.flat<float>().data()));
     }
   }
 };
@@ -171,54 +256,26 @@ class BackwardOp : public OpKernel {
     const Tensor &d_outputs = ctx->input(0), &d_h_in = ctx->input(1), &d_c_in = ctx->input(2), &gates = ctx->input(3),
                  &cells = ctx->input(4), &c0 = ctx->input(5), &kernel = ctx->input(6);
     const int time = gates.dim_size(0), batch = gates.dim_size(1), N = gates.dim_size(2), U = N / 4;
-    if (!CheckShapes(ctx, U, time, batch) || !CheckKernel(ctx, kernel, N, U)) return;
-    Tensor *d_gates, *d_bias, *d_h0, *d_c0;
+    if (!CheckShapes(ctx, U, time, batch) || !CheckKernel(ctx, kernel, N, U) || !CheckInputType<T>(ctx, kernel)) return;
+    Tensor *d_gates, *d_bias, *d_h, *d_c;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({time, batch, N}), &d_gates));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({N}), &d_bias));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({batch, U}), &d_h0));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({batch, U}), &d_c0));
-    const uint16_t* wt = reinterpret_cast<const uint16_t*>(kernel.flat<bfloat16>().data());  // W transposed, packed
-    float* d_h = d_h0->flat<float>().data();
-    float* d_c = d_c0->flat<float>().data();
-    float* db = d_bias->flat<float>().data();
-    std::memcpy(d_h, d_h_in.flat<float>().data(), sizeof(float) * batch * U);
-    std::memcpy(d_c, d_c_in.flat<float>().data(), sizeof(float) * batch * U);
-    std::memset(db, 0, sizeof(float) * N);
-    std::vector<uint16_t> d_z(static_cast<size_t>(batch) * N);
-    const T* d_out = d_outputs.flat<T>().data();
-    const float* g_all = gates.flat<float>().data();
-    const float* c_all = cells.flat<float>().data();
-    const __m512 one = _mm512_set1_ps(1.f);
-    for (int t = time - 1; t >= 0; t--) {
-      for (int r = 0; r < batch; r++) {
-        const size_t ur = static_cast<size_t>(r) * U, out_r = (static_cast<size_t>(t) * batch + r) * U;
-        const size_t gr = (static_cast<size_t>(t) * batch + r) * N;
-        const float* c_prev = t > 0 ? c_all + out_r - static_cast<size_t>(batch) * U : c0.flat<float>().data() + ur;
-        for (int u = 0; u < U; u += 16) {
-          __m512 i = Load(g_all + gr + u), f = Load(g_all + gr + U + u), g = Load(g_all + gr + 2 * U + u), o = Load(g_all + gr + 3 * U + u);
-          __m512 dh = _mm512_add_ps(Load(d_out + out_r + u), Load(d_h + ur + u));
-          __m512 tanh_c = Tanh(Load(c_all + out_r + u));
-          __m512 dc = _mm512_fmadd_ps(_mm512_mul_ps(dh, o), _mm512_fnmadd_ps(tanh_c, tanh_c, one), Load(d_c + ur + u));
-          __m512 dz[4] = {
-              _mm512_mul_ps(_mm512_mul_ps(dc, g), _mm512_mul_ps(i, _mm512_sub_ps(one, i))),
-              _mm512_mul_ps(_mm512_mul_ps(dc, Load(c_prev + u)), _mm512_mul_ps(f, _mm512_sub_ps(one, f))),
-              _mm512_mul_ps(_mm512_mul_ps(dc, i), _mm512_fnmadd_ps(g, g, one)),
-              _mm512_mul_ps(_mm512_mul_ps(dh, tanh_c), _mm512_mul_ps(o, _mm512_sub_ps(one, o))),
-          };
-          for (int k = 0; k < 4; k++) {
-            const int n = k * U + u;
-            Store(d_gates->flat<T>().data() + gr + n, dz[k]);
-            Store(d_z.data() + static_cast<size_t>(r) * N + n, dz[k]);
-            Store(db + n, _mm512_add_ps(Load(db + n), dz[k]));
-          }
-          Store(d_c + ur + u, _mm512_mul_ps(dc, f));
-        }
-      }
-      Product(d_z.data(), batch, N, wt, U, d_h);  // the gradient of the previous step's h
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({batch, U}), &d_h));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({batch, U}), &d_c));
+    std::memcpy(d_h->flat<float>().data(), d_h_in.flat<float>().data(), sizeof(float) * batch * U);
+    std::memcpy(d_c->flat<float>().data(), d_c_in.flat<float>().data(), sizeof(float) * batch * U);
+    const auto args = [&](auto* wt) {
+      return std::make_tuple(d_outputs.flat<T>().data(), gates.flat<float>().data(), cells.flat<float>().data(), c0.flat<float>().data(), wt,
+                             time, batch, U, d_gates->flat<T>().data(), d_bias->flat<float>().data(), d_h->flat<float>().data(),
+                             d_c->flat<float>().data());
+    };
+    if (kernel.dtype() == tensorflow::DT_BFLOAT16) {
+      std::apply(avx512_bf16::Backward<T>, args(reinterpret_cast<const uint16_t*>(kernel.flat<bfloat16>().data())));
+    } else if constexpr (std::is_same_v<T, float>) {
+      std::apply(avx2::Backward<T>, args(kernel.flat<float>().data()));
     }
   }
 };
-
 }  // namespace
 
 REGISTER_OP("CharbookLstmForward")
@@ -226,13 +283,14 @@ REGISTER_OP("CharbookLstmForward")
     .Input("bias: float")
     .Input("h0: float")
     .Input("c0: float")
-    .Input("packed_kernel: bfloat16")
+    .Input("kernel: W")
     .Output("outputs: T")
     .Output("h: float")
     .Output("c: float")
     .Output("cells: float")
     .Output("gates: float")
     .Attr("T: {float, bfloat16}")
+    .Attr("W: {float, bfloat16}")
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
       auto x = c->input(0);
       auto state = c->input(2);
@@ -252,12 +310,13 @@ REGISTER_OP("CharbookLstmBackward")
     .Input("gates: float")
     .Input("cells: float")
     .Input("c0: float")
-    .Input("packed_kernel_t: bfloat16")
+    .Input("kernel_t: W")
     .Output("d_gates: T")
     .Output("d_bias: float")
     .Output("d_h0: float")
     .Output("d_c0: float")
     .Attr("T: {float, bfloat16}")
+    .Attr("W: {float, bfloat16}")
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
       auto gates = c->input(3);
       c->set_output(0, gates);

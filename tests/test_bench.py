@@ -45,14 +45,18 @@ def test_accelerator_check_prints_one_json_line_of_positive_speeds():
 
 
 def fake_pytorch_python(folder, *, has_torch: bool = True) -> str:
-    """An executable standing in for a Python with torch: it answers bench/pytorch_train.py's command with 1,000 chars/s each."""
+    """An executable standing in for a Python with torch: it answers bench/pytorch_train.py's command with 1,000 chars/s
+    each, except the demo size in bfloat16, which it cannot train (as on a CPU without bfloat16 instructions)."""
     script = folder / "python-with-torch"
     script.write_text(
         f"#!{sys.executable}\n"
         "import json, sys\n"
         f"if sys.argv[1] == '-c': sys.exit({0 if has_torch else 1})\n"
         "sizes = json.loads(next(arg for arg in sys.argv if arg.startswith('--sizes='))[len('--sizes='):])\n"
-        "print(json.dumps({f'{size}_pytorch_{precision}_chars_per_sec': 1000.0 for size in sizes for precision in ('float32', 'bfloat16')}))\n"
+        "report = {f'{size}_pytorch_{precision}_chars_per_sec': 1000.0 for size in sizes for precision in ('float32', 'bfloat16')}\n"
+        "del report['demo_pytorch_bfloat16_chars_per_sec']\n"
+        "report['demo_pytorch_bfloat16_unavailable'] = 'no bfloat16 LSTM here'\n"
+        "print(json.dumps(report))\n"
     )
     script.chmod(0o755)
     return str(script)
@@ -66,9 +70,13 @@ def test_train_bench_prints_the_speeds_of_both_layers_in_both_precisions_and_the
         for precision in ("float32", "bfloat16"):
             speedup = report[f"{size}_ours_{precision}_speedup"]
             assert speedup == round(report[f"{size}_ours_{precision}_chars_per_sec"] / report[f"{size}_stock_float32_chars_per_sec"], 2)
-            assert report[f"{size}_pytorch_{precision}_chars_per_sec"] == 1000.0
+        assert report[f"{size}_pytorch_float32_chars_per_sec"] == 1000.0
         best_ours = max(report[f"{size}_ours_float32_chars_per_sec"], report[f"{size}_ours_bfloat16_chars_per_sec"])
         assert report[f"{size}_ours_vs_pytorch"] == round(best_ours / 1000.0, 2)  # each at its best precision
+    assert report["default_pytorch_bfloat16_chars_per_sec"] == 1000.0
+    # Where PyTorch cannot train in bfloat16, the report says why instead of a figure, and compares float32.
+    assert "demo_pytorch_bfloat16_chars_per_sec" not in report
+    assert report["demo_pytorch_bfloat16_unavailable"] == "no bfloat16 LSTM here"
     assert isinstance(report["cpu_bf16"], bool)
 
 

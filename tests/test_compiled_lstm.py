@@ -12,8 +12,10 @@ import tensorflow as tf
 import hardware
 from models import compiled_lstm, fast_lstm
 
-CAN_BUILD = "avx512_bf16" in hardware.cpu_flags() and shutil.which("g++") is not None
-needs_the_ops = pytest.mark.skipif(not CAN_BUILD, reason="the compiled LSTM needs AVX-512 BF16 and g++")
+CAN_BUILD = {"avx2", "fma"} <= hardware.cpu_flags() and shutil.which("g++") is not None
+HAS_BF16 = "avx512_bf16" in hardware.cpu_flags()
+needs_the_ops = pytest.mark.skipif(not CAN_BUILD, reason="the compiled LSTM needs AVX2, FMA and g++")
+needs_bf16 = pytest.mark.skipif(not (CAN_BUILD and HAS_BF16), reason="the compiled LSTM's bfloat16 products need AVX-512 BF16")
 
 
 def random_step_inputs(time=5, batch=3, units=32, seed=0):
@@ -33,23 +35,44 @@ def test_the_ops_build_and_load_where_the_cpu_and_a_compiler_allow():
 
 
 @needs_the_ops
-@pytest.mark.parametrize("rows", [3, 16])  # fewer rows than a register block of 8, and two whole blocks
-def test_the_forward_op_computes_the_tensorflow_loop(rows):
+@pytest.mark.parametrize("rows", [3, 16])  # fewer rows than a register block (6 or 8), and more than two blocks
+def test_the_forward_op_computes_the_tensorflow_loop_in_float32(rows):
     x_part, bias, h0, c0, kernel = random_step_inputs(batch=rows)
     expected = fast_lstm._forward_loop_in_xla(x_part, bias, h0, c0, kernel, output_dtype=tf.float32)
-    got = compiled_lstm.forward_loop(tf.cast(x_part, tf.bfloat16), bias, h0, c0, kernel, output_dtype=tf.float32)
-    # Its products take h and the kernel rounded to bfloat16 (8 bits of mantissa): close, not equal.
+    got = compiled_lstm.forward_loop(x_part, bias, h0, c0, kernel, output_dtype=tf.float32)
     for name, value, reference in zip(["outputs", "h", "c", "cells", "gates"], got, expected):
-        np.testing.assert_allclose(value, reference, atol=0.03, err_msg=name)
+        np.testing.assert_allclose(value, reference, atol=1e-5, err_msg=name)
 
 
 @needs_the_ops
-def test_the_backward_op_computes_the_tensorflow_loop():
+def test_the_backward_op_computes_the_tensorflow_loop_in_float32():
     x_part, bias, h0, c0, kernel = random_step_inputs()
     outputs, _, _, cells, gates = fast_lstm._forward_loop_in_xla(x_part, bias, h0, c0, kernel, output_dtype=tf.float32)
     d_outputs, d_h, d_c = (tf.random.stateless_normal(shape, seed=[1, k]) for k, shape in enumerate([outputs.shape, h0.shape, c0.shape]))
     expected = fast_lstm._backward_loop_in_xla(d_outputs, d_h, d_c, gates, cells, c0, tf.transpose(kernel))
     got = compiled_lstm.backward_loop(d_outputs, d_h, d_c, gates, cells, c0, tf.transpose(kernel))
+    for name, value, reference in zip(["d_gates", "d_bias", "d_h0", "d_c0"], got, expected):
+        np.testing.assert_allclose(value, reference, atol=1e-5, err_msg=name)
+
+
+@needs_bf16
+@pytest.mark.parametrize("rows", [3, 16])
+def test_the_forward_op_computes_the_tensorflow_loop_in_bfloat16(rows):
+    x_part, bias, h0, c0, kernel = random_step_inputs(batch=rows)
+    expected = fast_lstm._forward_loop_in_xla(x_part, bias, h0, c0, kernel, output_dtype=tf.float32)
+    got = compiled_lstm.forward_loop(tf.cast(x_part, tf.bfloat16), bias, h0, c0, tf.cast(kernel, tf.bfloat16), output_dtype=tf.float32)
+    # Its products take h and the kernel rounded to bfloat16 (8 bits of mantissa): close, not equal.
+    for name, value, reference in zip(["outputs", "h", "c", "cells", "gates"], got, expected):
+        np.testing.assert_allclose(value, reference, atol=0.03, err_msg=name)
+
+
+@needs_bf16
+def test_the_backward_op_computes_the_tensorflow_loop_in_bfloat16():
+    x_part, bias, h0, c0, kernel = random_step_inputs()
+    outputs, _, _, cells, gates = fast_lstm._forward_loop_in_xla(x_part, bias, h0, c0, kernel, output_dtype=tf.float32)
+    d_outputs, d_h, d_c = (tf.random.stateless_normal(shape, seed=[1, k]) for k, shape in enumerate([outputs.shape, h0.shape, c0.shape]))
+    expected = fast_lstm._backward_loop_in_xla(d_outputs, d_h, d_c, gates, cells, c0, tf.transpose(kernel))
+    got = compiled_lstm.backward_loop(d_outputs, d_h, d_c, gates, cells, c0, tf.transpose(tf.cast(kernel, tf.bfloat16)))
     assert got[0].dtype == tf.bfloat16  # d_gates, ready for the weight gradients' bfloat16 products
     for name, value, reference in zip(["d_gates", "d_bias", "d_h0", "d_c0"], got, expected):
         value, reference = tf.cast(value, tf.float32), tf.cast(reference, tf.float32)
@@ -57,10 +80,25 @@ def test_the_backward_op_computes_the_tensorflow_loop():
 
 
 @needs_the_ops
-def test_a_kernel_of_the_wrong_shape_is_refused():
+@pytest.mark.parametrize(
+    "dtype, message",
+    [(tf.float32, r"the packed kernel must be \[8, 32, 16\], not \[4,32,16\]"), (tf.bfloat16, r"the packed kernel must be \[16, 128, 2\]")],
+)
+def test_a_kernel_of_the_wrong_shape_is_refused(dtype, message):
+    if dtype == tf.bfloat16 and not HAS_BF16:
+        pytest.skip("bfloat16 kernels need AVX-512 BF16")
     x_part, bias, h0, c0, kernel = random_step_inputs()
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"the packed kernel must be \[16, 128, 2\]"):
-        compiled_lstm.load_ops().charbook_lstm_forward(x_part, bias, h0, c0, compiled_lstm.pack_pairs(kernel[:, :64]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        compiled_lstm.load_ops().charbook_lstm_forward(tf.cast(x_part, dtype), bias, h0, c0, compiled_lstm.pack(tf.cast(kernel[:, :64], dtype)))
+
+
+@needs_the_ops
+@pytest.mark.skipif(HAS_BF16, reason="this CPU has AVX-512 BF16")
+def test_bfloat16_products_are_refused_on_a_cpu_without_avx512_bf16():
+    assert not compiled_lstm.can_run(16, tf.bfloat16) and compiled_lstm.can_run(16, tf.float32)
+    x_part, bias, h0, c0, kernel = random_step_inputs()
+    with pytest.raises(tf.errors.FailedPreconditionError, match="a bfloat16 kernel needs a CPU with AVX-512 BF16"):
+        compiled_lstm.forward_loop(tf.cast(x_part, tf.bfloat16), bias, h0, c0, tf.cast(kernel, tf.bfloat16), output_dtype=tf.float32)
 
 
 def test_without_a_compiler_the_tensorflow_loops_run_and_the_reason_is_kept(monkeypatch, tmp_path):
@@ -72,15 +110,41 @@ def test_without_a_compiler_the_tensorflow_loops_run_and_the_reason_is_kept(monk
         assert compiled_lstm.load_ops() is None
         assert compiled_lstm.unavailable_reason() in (
             "no C++ compiler (g++) to build the compiled LSTM with",
-            "this CPU has no AVX-512 BF16 instructions, which the compiled LSTM needs",
+            "this CPU has no AVX2 and FMA instructions, which the compiled LSTM needs",
         )
-        assert fast_lstm._loops(32, tf.bfloat16)[0] is not compiled_lstm.forward_loop
+        for dtype in (tf.float32, tf.bfloat16):
+            assert fast_lstm._loops(32, dtype)[0] is not compiled_lstm.forward_loop
     finally:
         compiled_lstm.load_ops.cache_clear()
 
 
-def test_pack_pairs_puts_rows_2k_and_2k_plus_1_side_by_side():
-    kernel = tf.reshape(tf.range(12, dtype=tf.float32), [4, 3])  # rows [0 1 2] [3 4 5] [6 7 8] [9 10 11]
-    packed = compiled_lstm.pack_pairs(kernel)
+@needs_the_ops
+def test_a_library_built_once_loads_without_the_compiler(monkeypatch):
+    assert compiled_lstm.load_ops() is not None  # built, or found in the cache
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(compiled_lstm, "_unavailable", [])
+    compiled_lstm.load_ops.cache_clear()
+    try:
+        assert compiled_lstm.load_ops() is not None, compiled_lstm.unavailable_reason()
+    finally:
+        compiled_lstm.load_ops.cache_clear()
+
+
+def test_pack_puts_bfloat16_rows_2k_and_2k_plus_1_side_by_side():
+    kernel = tf.reshape(tf.range(12, dtype=tf.bfloat16), [4, 3])  # rows [0 1 2] [3 4 5] [6 7 8] [9 10 11]
+    packed = compiled_lstm.pack(kernel)
     assert packed.dtype == tf.bfloat16 and packed.shape == (2, 3, 2)
     assert tf.cast(packed, tf.int32).numpy().tolist() == [[[0, 3], [1, 4], [2, 5]], [[6, 9], [7, 10], [8, 11]]]
+
+
+def test_pack_cuts_float32_into_panels_of_16_columns():
+    kernel = tf.reshape(tf.range(2 * 32, dtype=tf.float32), [2, 32])  # row 0: 0..31, row 1: 32..63
+    packed = compiled_lstm.pack(kernel)
+    assert packed.dtype == tf.float32 and packed.shape == (2, 2, 16)
+    assert packed.numpy().tolist() == [[list(range(0, 16)), list(range(32, 48))], [list(range(16, 32)), list(range(48, 64))]]
+
+
+def test_why_not_names_the_layers_the_ops_do_not_take():
+    assert compiled_lstm.why_not(100, tf.float32) == "the compiled LSTM takes layers of a multiple of 16 units, not 100"
+    assert compiled_lstm.why_not(32, tf.float16) == "the compiled LSTM multiplies in float32 or bfloat16, not float16"
+    assert not compiled_lstm.can_run(100, tf.float32)

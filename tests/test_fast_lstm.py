@@ -68,15 +68,26 @@ def test_the_first_lstm_looks_its_input_product_up_per_id():
     assert isinstance(embedding_gradient, tf.Tensor) and embedding_gradient.shape == (VOCABULARY.size, CONFIG.embedding_dim)
 
 
-# Layers of up to XLA_LOOPS_UP_TO_UNITS run whole XLA-compiled loops, larger ones oneDNN's products step by
-# step: the tiny test model (16 units) takes either when the limit is moved.
+# Where the compiled ops load (models/compiled_lstm) they run the loops. Without them, layers of up to
+# XLA_LOOPS_UP_TO_UNITS run whole XLA-compiled loops, larger ones oneDNN's products step by step: the tiny test
+# model (16 units) takes either when the limit is moved.
 LOOPS = {"whole loops in XLA": 256, "oneDNN products per step": 0}
 
 
-@pytest.mark.parametrize("loops", LOOPS)
+def use_loops(monkeypatch, loops):
+    """Makes fast_lstm run `loops`: "compiled ops" (skips the test where they cannot load) or one of LOOPS."""
+    if loops == "compiled ops":
+        if compiled_lstm.load_ops() is None:
+            pytest.skip(compiled_lstm.unavailable_reason())
+    else:
+        monkeypatch.setattr(compiled_lstm, "can_run", lambda units, dtype: False)
+        monkeypatch.setattr(fast_lstm, "XLA_LOOPS_UP_TO_UNITS", LOOPS[loops])
+
+
+@pytest.mark.parametrize("loops", [*LOOPS, "compiled ops"])
 @pytest.mark.parametrize("cores", [1, 3])  # IDS' three rows in one loop, or one loop per row
 def test_same_logits_and_gradients_as_keras_lstm_in_float32(monkeypatch, cores, loops):
-    monkeypatch.setattr(fast_lstm, "XLA_LOOPS_UP_TO_UNITS", LOOPS[loops])
+    use_loops(monkeypatch, loops)
     monkeypatch.setattr(fast_lstm, "MIN_ROWS_PER_GROUP", 1)
     monkeypatch.setattr(fast_lstm, "cpu_cores", lambda: cores)
     stock, fast = stock_and_fast()
@@ -108,12 +119,9 @@ def test_row_groups_one_loop_per_core_each_large_enough(batch_size, cores, group
 
 @pytest.mark.parametrize("loops", [*LOOPS, "compiled ops"])
 def test_bfloat16_products_stay_close_to_float32(monkeypatch, loops):
-    if loops == "compiled ops":  # what runs in bfloat16 where they build (models/compiled_lstm)
-        if compiled_lstm.load_ops() is None:
-            pytest.skip(compiled_lstm.unavailable_reason())
-    else:
-        monkeypatch.setattr(compiled_lstm, "load_ops", lambda: None)
-        monkeypatch.setattr(fast_lstm, "XLA_LOOPS_UP_TO_UNITS", LOOPS[loops])
+    if loops == "compiled ops" and not compiled_lstm.can_run(16, tf.bfloat16):
+        pytest.skip("the compiled LSTM multiplies bfloat16 only on CPUs with AVX-512 BF16")
+    use_loops(monkeypatch, loops)
     stock, _ = stock_and_fast()
     stock_loss, stock_gradients = loss_and_gradients(stock)
     with distribute.use_precision("bfloat16", tf.distribute.get_strategy()):

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 import export
 from conftest import PROJECT_ROOT
+from models import compiled_lstm
 from models.char_lstm import reset_states
 
 
@@ -41,6 +42,9 @@ def test_train_export_generate_round_trip(gutenberg_mirror, tmp_path):
     assert trained.returncode == 0, trained.stderr
     # TensorFlow's own error-level log lines ("E0000 ... util.cc:131] oneDNN supports ...") mean nothing to a user.
     assert not re.findall(r"^E\d{4} .*", trained.stderr, re.M), trained.stderr
+    # Which LSTM loops run, said before the first step: the compiled ones wherever they can be built (AVX2, g++).
+    compiled = r"compiled \(models/lstm_kernel.cc\), products in (float32|bfloat16)"
+    assert re.search(f"^LSTM loops: {compiled if compiled_lstm.can_run(64, tf.float32) else 'TensorFlow'}", trained.stdout, re.M), trained.stdout
     bits_per_char = [float(x) for x in re.findall(r"loss [\d.]+  ([\d.]+) bits/char", trained.stdout)]
     assert len(bits_per_char) == 6
     assert bits_per_char[-1] < bits_per_char[0] - 0.8, trained.stdout

@@ -1,0 +1,90 @@
+// The LSTM's two loops, written once for every instruction set models/lstm_kernel.cc compiles them for.
+//
+// lstm_kernel.cc includes this file once per instruction set, inside a namespace that first defines the vector
+// type V (kWidth floats), its arithmetic (Set1, Add, Sub, Mul, Div, Fmadd, Fnmadd, Min, Max, Exp), Load and Store
+// for float (and bfloat16 where the set has it), `Multiplied` (the type the products take h and d_gates in) with
+// a Store for it, and Product(a [rows, K] Multiplied, the kernel, K, N, out [rows, N] float32).
+// Everything but the products is float32: gates, cell state, gradients.
+
+inline V Sigmoid(V x) { return Div(Set1(1.f), Add(Set1(1.f), Exp(Sub(Set1(0.f), x)))); }
+inline V Tanh(V x) { return Sub(Mul(Set1(2.f), Sigmoid(Add(x, x))), Set1(1.f)); }
+
+// x [time, batch, 4U] (the input product, bias not added), bias [4U], h0 and c0 [batch, U], w the recurrent kernel
+// -> outputs [time, batch, U], the last h and c, cells [time, batch, U], activated gates i, f, c, o [time, batch, 4U].
+template <typename T>
+void Forward(const T* x, const float* bias, const float* h0, const float* c0, const Multiplied* w, int time, int batch, int U,
+             T* outputs, float* h_last, float* c, float* cells, float* gates) {
+  const int N = 4 * U;
+  std::vector<Multiplied> h(static_cast<size_t>(batch) * U);
+  std::vector<float> z(static_cast<size_t>(batch) * N);
+  std::memcpy(c, c0, sizeof(float) * batch * U);
+  std::memcpy(h_last, h0, sizeof(float) * batch * U);
+  for (int i = 0; i < batch * U; i += kWidth) Store(h.data() + i, Load(h0 + i));
+  for (int t = 0; t < time; t++) {
+    Product(h.data(), batch, U, w, N, z.data());
+    for (int r = 0; r < batch; r++) {
+      const size_t zr = static_cast<size_t>(r) * N, xr = (static_cast<size_t>(t) * batch + r) * N;
+      const size_t ur = static_cast<size_t>(r) * U, out_r = (static_cast<size_t>(t) * batch + r) * U;
+      for (int u = 0; u < U; u += kWidth) {
+        V gate[4];
+        for (int k = 0; k < 4; k++) {
+          const int n = k * U + u;
+          V pre = Add(Add(Load(z.data() + zr + n), Load(x + xr + n)), Load(bias + n));
+          gate[k] = k == 2 ? Tanh(pre) : Sigmoid(pre);
+          Store(gates + xr + n, gate[k]);
+        }
+        V cell = Fmadd(gate[1], Load(c + ur + u), Mul(gate[0], gate[2]));
+        Store(c + ur + u, cell);
+        Store(cells + out_r + u, cell);
+        V hh = Mul(gate[3], Tanh(cell));
+        Store(outputs + out_r + u, hh);
+        Store(h.data() + ur + u, hh);
+        if (t == time - 1) Store(h_last + ur + u, hh);
+      }
+    }
+  }
+}
+
+// From the last step back, given the gradients of the outputs and of the last h and c, the forward's gates and
+// cells, c0 and the recurrent kernel transposed (wt) -> the gradients of the gates before activation [time, batch, 4U],
+// of the bias [4U], of h0 and of c0 [batch, U] (d_h and d_c arrive holding those of the last h and c).
+template <typename T>
+void Backward(const T* d_out, const float* g_all, const float* c_all, const float* c0, const Multiplied* wt, int time, int batch,
+              int U, T* d_gates, float* d_bias, float* d_h, float* d_c) {
+  const int N = 4 * U;
+  // Where T holds what the products take (float32, or bfloat16 in both), each step's product reads its d_gates
+  // where they were just written; otherwise from a copy in the products' type.
+  constexpr bool kMultiplyFromOutput = sizeof(T) == sizeof(Multiplied);
+  std::vector<Multiplied> d_z(kMultiplyFromOutput ? 0 : static_cast<size_t>(batch) * N);
+  std::memset(d_bias, 0, sizeof(float) * N);
+  const V one = Set1(1.f);
+  for (int t = time - 1; t >= 0; t--) {
+    for (int r = 0; r < batch; r++) {
+      const size_t ur = static_cast<size_t>(r) * U, out_r = (static_cast<size_t>(t) * batch + r) * U;
+      const size_t gr = (static_cast<size_t>(t) * batch + r) * N;
+      const float* c_prev = t > 0 ? c_all + out_r - static_cast<size_t>(batch) * U : c0 + ur;
+      for (int u = 0; u < U; u += kWidth) {
+        V i = Load(g_all + gr + u), f = Load(g_all + gr + U + u), g = Load(g_all + gr + 2 * U + u), o = Load(g_all + gr + 3 * U + u);
+        V dh = Add(Load(d_out + out_r + u), Load(d_h + ur + u));
+        V tanh_c = Tanh(Load(c_all + out_r + u));
+        V dc = Fmadd(Mul(dh, o), Fnmadd(tanh_c, tanh_c, one), Load(d_c + ur + u));
+        V dz[4] = {
+            Mul(Mul(dc, g), Mul(i, Sub(one, i))),
+            Mul(Mul(dc, Load(c_prev + u)), Mul(f, Sub(one, f))),
+            Mul(Mul(dc, i), Fnmadd(g, g, one)),
+            Mul(Mul(dh, tanh_c), Mul(o, Sub(one, o))),
+        };
+        for (int k = 0; k < 4; k++) {
+          const int n = k * U + u;
+          Store(d_gates + gr + n, dz[k]);
+          if constexpr (!kMultiplyFromOutput) Store(d_z.data() + static_cast<size_t>(r) * N + n, dz[k]);
+          Store(d_bias + n, Add(Load(d_bias + n), dz[k]));
+        }
+        Store(d_c + ur + u, Mul(dc, f));
+      }
+    }
+    const Multiplied* step_d_z =
+        kMultiplyFromOutput ? reinterpret_cast<const Multiplied*>(d_gates + static_cast<size_t>(t) * batch * N) : d_z.data();
+    Product(step_d_z, batch, N, wt, U, d_h);  // the gradient of the previous step's h
+  }
+}
