@@ -84,19 +84,24 @@ inline void Block(const float* a, int K, const float* panel, int N, float* out) 
 
 // a [rows, K] @ w -> out [rows, N], w packed in panels [N/16][K][16]: a panel is read in order, and stays in cache
 // for all rows (the plain [K, N] layout puts a column block's rows N floats apart, where they evict each other).
+// Rows go in blocks of 6, the last 7 to 11 in two blocks of 3 to 6: a block of fewer rows keeps too few sums in flight.
 void Product(const float* a, int rows, int K, const float* w, int N, float* out) {
   for (int n0 = 0; n0 < N; n0 += 16) {
     const float* panel = w + static_cast<size_t>(n0) * K;
-    int r0 = 0;
-    for (; r0 + 6 <= rows; r0 += 6) Block<6>(a + static_cast<size_t>(r0) * K, K, panel, N, out + static_cast<size_t>(r0) * N + n0);
-    const float* a_rest = a + static_cast<size_t>(r0) * K;
-    float* out_rest = out + static_cast<size_t>(r0) * N + n0;
-    switch (rows - r0) {
-      case 5: Block<5>(a_rest, K, panel, N, out_rest); break;
-      case 4: Block<4>(a_rest, K, panel, N, out_rest); break;
-      case 3: Block<3>(a_rest, K, panel, N, out_rest); break;
-      case 2: Block<2>(a_rest, K, panel, N, out_rest); break;
-      case 1: Block<1>(a_rest, K, panel, N, out_rest); break;
+    for (int r0 = 0; r0 < rows;) {
+      const int rest = rows - r0;
+      const int block = rest >= 12 || rest <= 6 ? (rest < 6 ? rest : 6) : rest / 2;
+      const float* a_rows = a + static_cast<size_t>(r0) * K;
+      float* out_rows = out + static_cast<size_t>(r0) * N + n0;
+      switch (block) {
+        case 6: Block<6>(a_rows, K, panel, N, out_rows); break;
+        case 5: Block<5>(a_rows, K, panel, N, out_rows); break;
+        case 4: Block<4>(a_rows, K, panel, N, out_rows); break;
+        case 3: Block<3>(a_rows, K, panel, N, out_rows); break;
+        case 2: Block<2>(a_rows, K, panel, N, out_rows); break;
+        default: Block<1>(a_rows, K, panel, N, out_rows); break;
+      }
+      r0 += block;
     }
   }
 }
