@@ -28,14 +28,6 @@ using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
 using tensorflow::TensorShape;
 
-// exp(x) = 2^(x log2 e): 2^n for the nearest integer n, times a degree-5 polynomial for the rest, in [-0.5, 0.5]
-// (relative error about 2e-7). x is clamped to where 2^n is a normal float.
-#define CHARBOOK_EXP_POLYNOMIAL(f)                           \
-  Fmadd(Fmadd(Fmadd(Fmadd(Fmadd(Set1(1.3333558e-3f), f, Set1(9.6180291e-3f)), f, Set1(5.5504109e-2f)), f, \
-                    Set1(2.4022651e-1f)),                    \
-              f, Set1(6.9314718e-1f)),                       \
-        f, Set1(1.f))
-
 // ---- AVX2 and FMA: products in float32 ----
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
@@ -53,13 +45,11 @@ inline V Fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }   // a b + c
 inline V Fnmadd(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); } // c - a b
 inline V Load(const float* p) { return _mm256_loadu_ps(p); }
 inline void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
-inline V Exp(V x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, Set1(-87.f)), Set1(88.f));
-  V t = Mul(x, Set1(1.44269504f));
-  V n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  V f = Sub(t, n);
-  __m256i two_to_n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return Mul(CHARBOOK_EXP_POLYNOMIAL(f), _mm256_castsi256_ps(two_to_n));
+inline V Min(V a, V b) { return _mm256_min_ps(a, b); }
+inline V Max(V a, V b) { return _mm256_max_ps(a, b); }
+inline V Round(V x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline V TimesTwoTo(V x, V n) {  // x 2^n for integral n in [-126, 127]: 2^n built in a float's exponent bits
+  return Mul(x, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)));
 }
 
 // ROWS rows of `a` times one panel of w (16 columns, K rows, contiguous), summed over all of K. With 6 rows the 12 sums
@@ -133,13 +123,10 @@ inline V Load(const bfloat16* p) {
 inline void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
 inline void Store(uint16_t* p, V v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v)); }
 inline void Store(bfloat16* p, V v) { Store(reinterpret_cast<uint16_t*>(p), v); }
-inline V Exp(V x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, Set1(-87.f)), Set1(88.f));
-  V t = Mul(x, Set1(1.44269504f));
-  V n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  V f = Sub(t, n);
-  return _mm512_scalef_ps(CHARBOOK_EXP_POLYNOMIAL(f), n);
-}
+inline V Min(V a, V b) { return _mm512_min_ps(a, b); }
+inline V Max(V a, V b) { return _mm512_max_ps(a, b); }
+inline V Round(V x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline V TimesTwoTo(V x, V n) { return _mm512_scalef_ps(x, n); }
 
 // ROWS rows of `a` times CHUNKS x 16 columns of w, summed over all of K. With 8 rows and 3 chunks the 24 sums stay in
 // registers (AVX-512 has 32) and each pair-row of w loaded from cache serves 8 rows; `a` is read two bfloat16 at a time.

@@ -1,10 +1,20 @@
 // The LSTM's two loops, written once for every instruction set models/lstm_kernel.cc compiles them for.
 //
 // lstm_kernel.cc includes this file once per instruction set, inside a namespace that first defines the vector
-// type V (kWidth floats), its arithmetic (Set1, Add, Sub, Mul, Div, Fmadd, Fnmadd, Min, Max, Exp), Load and Store
-// for float (and bfloat16 where the set has it), `Multiplied` (the type the products take h and d_gates in) with
-// a Store for it, and Product(a [rows, K] Multiplied, the kernel, K, N, out [rows, N] float32).
-// Everything but the products is float32: gates, cell state, gradients.
+// type V (kWidth floats), its arithmetic (Set1, Add, Sub, Mul, Div, Fmadd, Fnmadd, Min, Max, Round to the nearest
+// integer, TimesTwoTo(x, n) = x 2^n), Load and Store for float (and bfloat16 where the set has it), `Multiplied`
+// (the type the products take h and d_gates in) with a Store for it, and Product(a [rows, K] Multiplied, the kernel,
+// K, N, out [rows, N] float32). Everything but the products is float32: gates, cell state, gradients.
+
+// exp(x) = 2^(x log2 e): 2^n for the nearest integer n, times a degree-5 polynomial for the rest, in [-0.5, 0.5]
+// (relative error about 2e-7). x is clamped to where 2^n is a normal float.
+inline V Exp(V x) {
+  const V t = Mul(Min(Max(x, Set1(-87.f)), Set1(88.f)), Set1(1.44269504f));
+  const V n = Round(t), f = Sub(t, n);
+  V p = Set1(1.3333558e-3f);
+  for (float c : {9.6180291e-3f, 5.5504109e-2f, 2.4022651e-1f, 6.9314718e-1f, 1.f}) p = Fmadd(p, f, Set1(c));
+  return TimesTwoTo(p, n);
+}
 
 inline V Sigmoid(V x) { return Div(Set1(1.f), Add(Set1(1.f), Exp(Sub(Set1(0.f), x)))); }
 inline V Tanh(V x) { return Sub(Mul(Set1(2.f), Sigmoid(Add(x, x))), Set1(1.f)); }
