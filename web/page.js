@@ -143,6 +143,7 @@ function onWorkerMessage(event) {
   if (message.job !== job) return;
   if (message.type === "text") {
     generated.appendData(message.text);
+    worker.postMessage({ type: "shown", job }); // the worker runs only so far ahead of what the page has shown
     if (window.charbook.firstCharSeconds === null) window.charbook.firstCharSeconds = performance.now() / 1000;
   } else if (message.type === "done") {
     element("generate").disabled = false;

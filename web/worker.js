@@ -5,7 +5,7 @@
 "use strict";
 
 let model = null;
-let running = null; // the generation under way: {job, stopped}
+let running = null; // the generation under way: {job, stopped, unseen, wake}
 let multiplyInWasm = null; // the WebAssembly product, if in use: (x, matrix, out) byte offsets, n, rows
 
 self.onmessage = (event) => {
@@ -16,9 +16,21 @@ self.onmessage = (event) => {
       (error) => self.postMessage({ type: "error", message: String(error.message || error) }),
     );
   } else if (message.type === "generate") {
+    if (running) {
+      running.stopped = true; // a generation still under way (the page has moved on) ends here
+      wakeUp(running);
+    }
     generate(message);
   } else if (message.type === "stop") {
-    if (running && running.job === message.job) running.stopped = true;
+    if (running && running.job === message.job) {
+      running.stopped = true;
+      wakeUp(running);
+    }
+  } else if (message.type === "shown") {
+    if (running && running.job === message.job) {
+      running.unseen -= 1;
+      wakeUp(running);
+    }
   } else if (message.type === "probabilities") {
     const logits = prime(message.ids, model.probabilityState); // not the generation's: one may be under way
     self.postMessage({ type: "probabilities", request: message.request, probabilities: Array.from(softmax(logits)) });
@@ -283,10 +295,18 @@ const SLICE_MS = 20; // between slices the worker reads its messages, so Stop ta
 // Characters sampled within this time go out in one message: one each at the speed of a large model, a few at a
 // time from a small fast one, whose thousands of messages a second would otherwise keep the page's thread busy.
 const POST_MS = 2;
+// Text messages the page may have waiting, not yet shown: beyond this the worker waits for the page. A page slower to
+// draw than the model is to sample (a long text, a slow machine) would otherwise queue seconds of messages, and a
+// Stop, or the last characters, would wait behind them.
+const MAX_UNSEEN = 16;
 
 async function generate({ job, ids, length, temperature, topK, topP, seed }) {
-  const mine = { job, stopped: false };
+  const mine = { job, stopped: false, unseen: 0, wake: null };
   running = mine;
+  const post = (text) => {
+    self.postMessage({ type: "text", job, text });
+    mine.unseen += 1;
+  };
   const settings = { temperature, topK, topP };
   const state = model.generationState;
   let logits = prime(ids, state);
@@ -303,16 +323,23 @@ async function generate({ job, ids, length, temperature, topK, topP, seed }) {
       if (position < length) logits = step(id, state);
       const now = performance.now();
       if (now - posted >= POST_MS) {
-        self.postMessage({ type: "text", job, text });
+        post(text);
         text = "";
         posted = now;
       }
-    } while (position < length && performance.now() < sliceEnd);
-    if (text) self.postMessage({ type: "text", job, text });
+    } while (position < length && performance.now() < sliceEnd && mine.unseen < MAX_UNSEEN);
+    if (text) post(text);
     await readMessages();
+    while (mine.unseen >= MAX_UNSEEN && !mine.stopped) await new Promise((resolve) => (mine.wake = resolve));
   }
   if (running === mine) running = null;
   self.postMessage({ type: "done", job, chars: position, seconds: (performance.now() - start) / 1000, stopped: mine.stopped });
+}
+
+// Resumes a generation waiting for the page (it saw a text, or Stop was pressed).
+function wakeUp(run) {
+  if (run.wake) run.wake();
+  run.wake = null;
 }
 
 // Resolves after the messages already waiting (a Stop) are handled; unlike setTimeout, never delayed by clamping.
