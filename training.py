@@ -23,7 +23,7 @@ from config import Config
 from errors import UserError
 from evaluation import make_evaluate
 from files import discard_stdout
-from models import compiled_lstm
+from models import compiled_lstm, fast_lstm
 from models.char_lstm import build_model
 from models.sampling import generate_text
 from optimization import make_optimizer
@@ -309,7 +309,7 @@ def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief
     )
     if distribute.trains_on_cpu(strategy):
         # The compiled LSTM is built here the first time (up to a minute), rather than unannounced in the first step.
-        matmul_dtype = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float32  # as fast_lstm.LSTM multiplies
+        matmul_dtype = fast_lstm.products_dtype(keras.mixed_precision.Policy(precision).compute_dtype)
         reason = compiled_lstm.why_not(cfg.rnn_units, matmul_dtype)
         compiled = f"compiled (models/lstm_kernel.cc), products in {matmul_dtype.name}"
         print(f"LSTM loops: {compiled}" if reason is None else f"LSTM loops: TensorFlow's ({reason})")

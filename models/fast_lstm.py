@@ -58,7 +58,7 @@ class LSTM(keras.layers.LSTM):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if mask is not None or self.go_backwards or (training and self.dropout) or not _default_cell(self.cell):
             return super().inner_loop(sequences, initial_state, mask, training=training)
-        matmul_dtype = tf.bfloat16 if self.compute_dtype == "bfloat16" else tf.float32
+        matmul_dtype = products_dtype(self.compute_dtype)
         kernel, recurrent_kernel, bias = (tf.convert_to_tensor(w) for w in (self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias))
         groups = row_groups(sequences.shape[0], cpu_cores())
         if self._lookup:
@@ -95,6 +95,12 @@ class Sequential(keras.Sequential):
 class _Lookup:  # a plain class, not a tuple: Keras tracks tuples set on a layer
     def __init__(self, ids, embeddings):
         self.ids, self.embeddings = ids, embeddings
+
+
+def products_dtype(compute_dtype: str) -> tf.DType:
+    """The dtype the layer multiplies in under a dtype policy computing in compute_dtype: bfloat16 under
+    mixed_bfloat16, float32 otherwise (the cell state and the gates are float32 either way)."""
+    return tf.bfloat16 if compute_dtype == "bfloat16" else tf.float32
 
 
 MIN_ROWS_PER_GROUP = 16  # fewer rows make the per-step products too small to run at speed
