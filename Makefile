@@ -18,9 +18,10 @@ $(VENV)/.installed: pyproject.toml requirements-lock.txt
 	$(BIN)/pip install --quiet -c requirements-lock.txt ".[test]"
 	touch $@
 
-# About ten minutes on 2 CPU cores: a small model on the default six novels, then 600 generated characters.
+# Ten minutes of training (TRAIN_MINUTES) of a small model on the default six novels, then 600 generated characters.
+TRAIN_MINUTES ?= 10
 train: install
-	$(BIN)/python train.py --flagfile=demo.flags --gutenberg_mirror=$(GUTENBERG_MIRROR) --export_dir=$(DEMO_EXPORT)
+	$(BIN)/python train.py --flagfile=demo.flags --train_minutes=$(TRAIN_MINUTES) --gutenberg_mirror=$(GUTENBERG_MIRROR) --export_dir=$(DEMO_EXPORT)
 	$(BIN)/python generate.py --export_dir=$(DEMO_EXPORT) --seed_text="It was " --length=600 --temperature=0.6 --seed=1
 
 test: install

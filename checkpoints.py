@@ -1,7 +1,8 @@
 """Training checkpoints: save often, resume after a crash or kill -9, refuse to resume into a different run.
 
     <checkpoint_dir>/charbook.json      the marker (workdirs.py): charbook owns this directory
-    <checkpoint_dir>/run.json           the settings and vocabulary of the run the checkpoints belong to
+    <checkpoint_dir>/run.json           the settings and vocabulary of the run the checkpoints belong to, and the
+                                        total steps --train_minutes planned for it
     <checkpoint_dir>/ckpt-<step>.*      model, optimizer, step and early-stopping state (the last few kept)
     <checkpoint_dir>/best/ckpt-<step>.* the weights with the best validation score so far
 
@@ -89,6 +90,24 @@ class TrainingCheckpoints:
         if self.is_chief:
             write_file_atomically(self.directory / RUN_FILE, json.dumps(run, indent=2, ensure_ascii=False).encode())
         return 0
+
+    @property
+    def planned_steps(self) -> int | None:
+        """The total steps --train_minutes planned for this run (record_planned_steps), None before a plan."""
+        try:
+            return json.loads((self.directory / RUN_FILE).read_text(encoding="utf-8")).get("planned_steps")
+        except (OSError, ValueError):
+            return None  # no run file: a fresh start, which has no plan (restore_or_start checks the file of a resumed run)
+
+    def record_planned_steps(self, total_steps: int) -> None:
+        """Keeps the planned total beside the run's settings, so that a resumed run keeps to the same schedule."""
+        if not self.is_chief:
+            return
+        path = self.directory / RUN_FILE
+        run = json.loads(path.read_text(encoding="utf-8"))
+        run["planned_steps"] = total_steps
+        with _clear_errors_on_write(self.directory):
+            write_file_atomically(path, json.dumps(run, indent=2, ensure_ascii=False).encode())
 
     def save(self) -> None:
         """Saves the current state as checkpoint number `step` (a no-op if that one exists already)."""

@@ -214,12 +214,20 @@ class Config:
     )
 
     # --- train ---
-    epochs: int = _setting(1, "train", "Passes over the training text. Ignored when --steps is set.", valid=Range(1, 1_000_000))
+    epochs: int = _setting(1, "train", "Passes over the training text. Ignored when --steps or --train_minutes is set.", valid=Range(1, 1_000_000))
     steps: int = _setting(
         0,
         "train",
         "Total training steps (batches); when set, overrides --epochs and the text repeats as needed.",
         valid=Range(0, 1_000_000_000),
+    )
+    train_minutes: float = _setting(
+        0.0,
+        "train",
+        "Train for about this many minutes instead of a number of steps (overrides --epochs): the steps after the "
+        "first are timed, and as many steps as fit are planned before the learning rate starts to decay. A resumed "
+        "run keeps the plan. Validation and samples after each epoch add their own time. 0: --steps or --epochs decide.",
+        valid=Range(0, 1_000_000),
     )
     # Above 1 Adam drives the loss of even small models far above a uniform guess's (bench/README.md).
     learning_rate: float = _setting(
@@ -432,6 +440,11 @@ def _find_problems(cfg: Config) -> list[str]:
             problems.append(problem)
     if cfg.window_stride > cfg.seq_len + 1:
         problems.append(f"--window_stride={cfg.window_stride} must be at most --seq_len + 1 = {cfg.seq_len + 1} (0: no overlap)")
+    if cfg.steps and cfg.train_minutes:
+        problems.append(
+            f"--steps={cfg.steps} and --train_minutes={_number(cfg.train_minutes)} both say how long to train; "
+            "give one (--train_minutes=0 or --steps=0 turns the other off)"
+        )
     if not cfg.export_dir:
         problems.append("--export_dir must not be empty")
     return problems

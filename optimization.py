@@ -9,16 +9,22 @@ from config import Config
 
 
 class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Rises linearly from 0 over `warmup_steps`, then decays (cosine or linear) to `final_fraction` of the peak."""
+    """Rises linearly from 0 over `warmup_steps`, then decays (cosine or linear) to `final_fraction` of the peak.
 
-    def __init__(self, peak: float, *, warmup_steps: int, total_steps: int, decay: str, final_fraction: float):
+    `total_steps` may be a variable, for a total planned while training runs (--train_minutes, step_plan.py);
+    while it is 0 (not planned yet) the rate does not decay.
+    """
+
+    def __init__(self, peak: float, *, warmup_steps: int, total_steps: int | tf.Variable, decay: str, final_fraction: float):
         self.peak, self.warmup_steps, self.total_steps = peak, warmup_steps, total_steps
         self.decay, self.final_fraction = decay, final_fraction
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         warmup = tf.cast(self.warmup_steps, tf.float32)
-        progress = tf.clip_by_value((step - warmup) / max(self.total_steps - self.warmup_steps, 1), 0.0, 1.0)
+        total = tf.cast(self.total_steps, tf.float32)
+        progress = tf.clip_by_value((step - warmup) / tf.maximum(total - warmup, 1.0), 0.0, 1.0)
+        progress = tf.where(total > 0, progress, 0.0)
         if self.decay == "cosine":
             factor = self.final_fraction + (1 - self.final_fraction) * 0.5 * (1 + tf.cos(math.pi * progress))
         elif self.decay == "linear":
@@ -32,14 +38,14 @@ class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
         return dict(
             peak=self.peak,
             warmup_steps=self.warmup_steps,
-            total_steps=self.total_steps,
+            total_steps=int(self.total_steps),
             decay=self.decay,
             final_fraction=self.final_fraction,
         )
 
 
 def make_optimizer(
-    cfg: Config, model: keras.Model, *, total_steps: int, num_replicas: int = 1
+    cfg: Config, model: keras.Model, *, total_steps: int | tf.Variable, num_replicas: int = 1
 ) -> keras.optimizers.Optimizer:
     """Adam (--adam_beta2) for `model` on the --lr_decay schedule with --clipnorm, loss-scaled when the model computes in float16.
 

@@ -15,9 +15,10 @@ class ProgressReport:
 
     On a terminal one status line updates in place; every `log_every` steps a line is kept
     (the only output when stdout is a file or a CI log) and the same numbers go to TensorBoard.
+    A total of None is one not planned yet (--train_minutes): 'step 20/?', and no ETA.
     """
 
-    def __init__(self, *, total_steps: int, chars_per_step: int, log_every: int, writer, first_step: int = 0):
+    def __init__(self, *, total_steps: int | None, chars_per_step: int, log_every: int, writer, first_step: int = 0):
         self.total_steps = total_steps
         self.chars_per_step = chars_per_step
         self.log_every = log_every
@@ -50,9 +51,14 @@ class ProgressReport:
             sys.stdout.write("\r" + self._status(step, sum(self.window_losses) / len(self.window_losses)))
             sys.stdout.flush()
 
+    def plan(self, total_steps: int, text: str) -> None:
+        """The total steps, planned while training runs (--train_minutes), and a line that says how."""
+        self.total_steps = total_steps
+        self._finish_line(text)
+
     def validation(self, step: int, bits_per_char: float, *, improved: bool) -> None:
         best = "  (best so far)" if improved else ""
-        self._finish_line(f"step {step:,}/{self.total_steps:,}  validation {bits_per_char:.3f} bits/char{best}")
+        self._finish_line(f"step {self._of_total(step)}  validation {bits_per_char:.3f} bits/char{best}")
         with self.writer.as_default(step=step):
             tf.summary.scalar("validation/bits_per_char", bits_per_char)
             tf.summary.scalar("validation/loss", bits_per_char * LN2)
@@ -72,11 +78,14 @@ class ProgressReport:
         return sum(self.window_losses) / len(self.window_losses) if self.window_losses else float("nan")
 
     def _status(self, step: int, loss: float) -> str:
+        status = f"step {self._of_total(step)}  loss {loss:.3f}  {loss / LN2:.3f} bits/char  {self.chars_per_sec:,.0f} chars/s"
+        if self.total_steps is None:
+            return status
         remaining = (self.total_steps - step) * self.chars_per_step / self.chars_per_sec if self.chars_per_sec else 0
-        return (
-            f"step {step:,}/{self.total_steps:,}  loss {loss:.3f}  {loss / LN2:.3f} bits/char  "
-            f"{self.chars_per_sec:,.0f} chars/s  ETA {_format_duration(remaining)}"
-        )
+        return f"{status}  ETA {_format_duration(remaining)}"
+
+    def _of_total(self, step: int) -> str:
+        return f"{step:,}/{'?' if self.total_steps is None else f'{self.total_steps:,}'}"
 
     def _finish_line(self, text: str) -> None:
         prefix = "\r\033[K" if self.interactive else ""

@@ -30,6 +30,7 @@ from optimization import make_optimizer
 from pipeline.datasets import Datasets, make_datasets, worker_batches
 from pipeline.vocab import Vocabulary
 from progress import LN2, ProgressReport
+from step_plan import TIMED_STEPS, StepPlanner
 
 # A fresh model guesses every id alike, which costs ln(vocab_size) nats per character; training goes down from there.
 # Measured (80-150 steps from a fresh start on tinyshakespeare's 66 ids and on texts of 4 and 6,002 ids, models of
@@ -90,11 +91,15 @@ def train(
     data: Datasets,
     strategy: tf.distribute.Strategy,
     checkpoints: TrainingCheckpoints,
-    total_steps: int,
+    total_steps: tf.Variable,
     write_logs: bool = True,
     sample_text: Callable[[], str] | None = None,
 ) -> TrainResult:
     """Trains from the step `checkpoints` holds up to `total_steps`, validating after every epoch and at the end.
+
+    `total_steps` is the variable the learning-rate schedule reads. While it is 0, --train_minutes plans it
+    from the speed of the first steps (step_plan.py), every worker taking the chief's plan, which the
+    checkpoints keep for a resumed run.
 
     Checkpoints are saved every --checkpoint_every steps, after every epoch, at the end and on
     Ctrl-C (which ends training early with `interrupted` set, so the caller can still export).
@@ -103,6 +108,8 @@ def train(
     is saved while a recent loss is that high, so the latest one is from before the climb.
     """
     first_step = int(checkpoints.step.numpy())
+    total = int(total_steps.numpy()) or None
+    planner = None if total else StepPlanner(cfg.train_minutes, first_step=first_step, warmup_steps=cfg.warmup_steps)
     chars_per_step = cfg.batch_size * cfg.seq_len
     batches = iter(_distribute_training_batches(data.train, strategy, first_step=first_step))
     train_steps = make_train_steps(model, optimizer, strategy, global_batch_size=cfg.batch_size)
@@ -110,7 +117,7 @@ def train(
     evaluate = make_evaluate(model, strategy)
     writer = tf.summary.create_file_writer(cfg.logdir) if write_logs else tf.summary.create_noop_writer()
     progress = ProgressReport(
-        total_steps=total_steps, chars_per_step=chars_per_step, log_every=cfg.log_every, writer=writer, first_step=first_step
+        total_steps=total, chars_per_step=chars_per_step, log_every=cfg.log_every, writer=writer, first_step=first_step
     )
     last_losses = collections.deque(maxlen=cfg.log_every)
     recent_losses = collections.deque(maxlen=DIVERGENCE_WINDOW)
@@ -122,8 +129,9 @@ def train(
         # Several steps per compiled call keep a TPU busy; each call ends where the host has work to do
         # (a progress line, validation, a checkpoint), so the weights are those of `step` whenever it looks.
         host_work_every = (cfg.log_every, cfg.checkpoint_every, data.steps_per_epoch)
-        while step < total_steps:
-            num_steps = _steps_in_next_call(step, steps_per_call, host_work_every=host_work_every, total_steps=total_steps)
+        while total is None or step < total:
+            end = planner.stop_at(step) if total is None else total
+            num_steps = _steps_in_next_call(step, steps_per_call, host_work_every=host_work_every, total_steps=end)
             for loss in train_steps(batches, num_steps):
                 step += 1
                 loss = float(loss)
@@ -142,8 +150,13 @@ def train(
                 checkpoints.step.assign(step)
                 last_losses.append(loss)
                 progress.update(step, loss, learning_rate=lambda: _current_learning_rate(optimizer))
+            if total is None and (planned := planner.observe(step)) is not None:
+                total = distribute.values_of_workers(strategy, planned)[0]  # every worker follows the chief's plan
+                total_steps.assign(total)
+                checkpoints.record_planned_steps(total)
+                progress.plan(total, _describe_plan(cfg, planner, step, total))
             end_of_epoch = step % data.steps_per_epoch == 0
-            if data.validation is not None and (end_of_epoch or step == total_steps):
+            if data.validation is not None and (end_of_epoch or step == total):
                 bits_per_char, _ = evaluate(data.validation)
                 improved = checkpoints.record_validation(bits_per_char)
                 progress.validation(step, bits_per_char, improved=improved)
@@ -155,7 +168,7 @@ def train(
             # it could replace the last good one with weights that are diverging. The last step saves what the
             # export will hold. Every worker of a multi-worker run sees the same losses and weights, so all of
             # them save (a collective operation) or none.
-            if step == total_steps or stopped_early or (save_due and max(recent_losses) <= highest_loss_to_save):
+            if step == total or stopped_early or (save_due and max(recent_losses) <= highest_loss_to_save):
                 if not _all_finite(model.trainable_weights):
                     raise _divergence_error(cfg, step, "the weights became infinite or NaN", saved_step=saved_step)
                 checkpoints.save()
@@ -301,12 +314,6 @@ def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief
         f"corpus: {data.num_books} book(s), {data.train_chars:,} training and {data.validation_chars:,} validation "
         f"characters, {data.vocabulary.size} ids in the vocabulary; prepared data in {data.prepared_dir}"
     )
-    total_steps = cfg.steps or cfg.epochs * data.steps_per_epoch
-    print(
-        f"training {total_steps:,} steps of {cfg.batch_size} x {cfg.seq_len} characters "
-        f"({total_steps / data.steps_per_epoch:.2f} epochs of {data.steps_per_epoch:,} steps) "
-        f"on {distribute.describe(strategy)}, {precision}"
-    )
     if distribute.trains_on_cpu(strategy):
         # The compiled LSTM is built here the first time (up to a minute), rather than unannounced in the first step.
         matmul_dtype = fast_lstm.products_dtype(keras.mixed_precision.Policy(precision).compute_dtype)
@@ -315,21 +322,30 @@ def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief
         print(f"LSTM loops: {compiled}" if reason is None else f"LSTM loops: TensorFlow's ({reason})")
     with strategy.scope():
         model = build_model(cfg.model, data.vocabulary.size, fast_cpu_lstm=distribute.trains_on_cpu(strategy))
+        # The schedule reads the total from this variable: --train_minutes plans it once training has started.
+        total_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="total_steps")
         optimizer = make_optimizer(cfg, model, total_steps=total_steps, num_replicas=strategy.num_replicas_in_sync)
         checkpoints = TrainingCheckpoints(
             cfg.checkpoint_dir, model=model, optimizer=optimizer, keep=cfg.keep_checkpoints, is_chief=is_chief
         )
     first_step = checkpoints.restore_or_start(cfg, data.vocabulary)
     _check_workers_resume_together(cfg, strategy, first_step)
-    if first_step > total_steps:
+    if cfg.train_minutes:
+        total_steps.assign(checkpoints.planned_steps or 0)  # a resumed run keeps its plan; 0: plan it
+    else:
+        total_steps.assign(cfg.steps or cfg.epochs * data.steps_per_epoch)
+    total = distribute.values_of_workers(strategy, int(total_steps.numpy()))[0]  # the chief's, should workers differ
+    total_steps.assign(total)
+    print(f"training {_describe_length(cfg, total, data.steps_per_epoch)} on {distribute.describe(strategy)}, {precision}")
+    if total and first_step > total:
         raise UserError(
-            f"the checkpoints in {cfg.checkpoint_dir} are at step {first_step:,}, past the {total_steps:,} steps asked for; "
-            f"ask for more (--steps={first_step + 1000}), or pass --noresume to start over"
+            f"the checkpoints in {cfg.checkpoint_dir} are at step {first_step:,}, past the {total:,} steps asked for; "
+            f"ask for more ({_more_steps(cfg, first_step)}), or pass --noresume to start over"
         )
-    if first_step == total_steps:
+    if total and first_step == total:
         print(
             f"training is already complete: the checkpoints in {cfg.checkpoint_dir} are at step {first_step:,} of "
-            f"{total_steps:,}; exporting them again (to train on, ask for more --steps)"
+            f"{total:,}; exporting them again (to train on, ask for more: {_more_steps(cfg, first_step)})"
         )
     elif first_step:
         print(f"resuming from the checkpoint of step {first_step:,} in {cfg.checkpoint_dir}")
@@ -367,6 +383,32 @@ def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief
         print(f"rerun the same command to continue from step {result.steps_completed:,}")
         raise KeyboardInterrupt
     return result
+
+
+def _describe_length(cfg: Config, total: int, steps_per_epoch: int) -> str:
+    """'6,000 steps of 32 x 64 characters (3.75 epochs of 1,599 steps)', or how --train_minutes will decide."""
+    batches = f"of {cfg.batch_size} x {cfg.seq_len} characters"
+    if not total:
+        return f"for about {cfg.train_minutes:g} minutes (--train_minutes), steps {batches} (epochs of {steps_per_epoch:,} steps)"
+    planned = ", planned by --train_minutes when this run started" if cfg.train_minutes else ""
+    return f"{total:,} steps {batches} ({total / steps_per_epoch:.2f} epochs of {steps_per_epoch:,} steps{planned})"
+
+
+def _describe_plan(cfg: Config, planner: StepPlanner, step: int, total: int) -> str:
+    minutes = f"--train_minutes={cfg.train_minutes:g}"
+    if total == step:
+        return (
+            f"{minutes}: the time was spent by step {step:,}, where the plan was due (the end of --warmup_steps="
+            f"{cfg.warmup_steps:,}, and at least {TIMED_STEPS} timed steps); training stops here"
+        )
+    timed_from = planner.timed_from[0]
+    return f"{minutes}: {total:,} steps planned, at the {1 / planner.seconds_per_step:.1f} steps/s of steps {timed_from + 1:,}-{step:,}"
+
+
+def _more_steps(cfg: Config, first_step: int) -> str:
+    if cfg.train_minutes:
+        return f"--train_minutes=0 --steps={first_step + 1000}"
+    return f"--steps={first_step + 1000}"
 
 
 def _with_default_paths(cfg: Config) -> Config:

@@ -9,12 +9,11 @@ and schedule, --precision) through training.run, what train.py runs, into a temp
 - books: the six default Gutenberg books from the mirror in ../shared/corpora/gutenberg, the last
   --validation_fraction of each held out (as `make train`).
 
-The learning-rate schedule needs the number of steps up front, so the budget becomes steps: the
-training step is timed first on random ids (bench/timing.py), in three rounds whose median counts (one
-round alone once caught a fast moment of the shared machine, and its run took half as long again as
-its budget) after one more that warms up, and steps = seconds x that speed; the
-JSON reports the seconds training really took (validation and data preparation included), next to the
-best validation bits/char and a sample at temperature 0.6, for each corpus. Progress goes to stderr.
+The budget is train.py's --train_minutes (step_plan.py): each run plans the steps that fit from the speed
+of its first ones, before the learning rate starts to decay. The JSON reports, for each corpus, the steps
+trained, the seconds training really took (validation and data preparation included), the best validation
+bits/char and a sample at temperature 0.6. Progress goes to stderr. (Runs before session 11 timed the step
+on random ids first and trained that many steps: bench/README.md's earlier figures came from that.)
 """
 
 import contextlib
@@ -40,7 +39,6 @@ from absl import flags  # noqa: E402
 import api  # noqa: E402
 import training  # noqa: E402
 from config import DEFAULT_BOOKS  # noqa: E402
-from timing import make_timed_steps  # noqa: E402  (bench/timing.py, beside this script)
 
 CORPORA_DIR = pathlib.Path(os.environ.get("CHARBOOK_CORPORA", ROOT.parent / "shared" / "corpora"))
 CORPORA = {
@@ -50,21 +48,13 @@ CORPORA = {
 
 flags.DEFINE_float("seconds", 300.0, "Wall-clock budget of training per corpus, in seconds.")
 flags.DEFINE_list("corpora", list(CORPORA), f"Which corpora to train on: {', '.join(CORPORA)}.")
-flags.DEFINE_float("calibration_seconds", 15.0, "Seconds of timed training steps that set the number of steps (three rounds, the median counts).")
 cli.define_config_flags("run", "data", "model", "train")
 FLAGS = flags.FLAGS
-CALIBRATION_ROUNDS = 3
 
 
 def main(argv):
     del argv
     recipe = cli.config_from_flags("run", "data", "model", "train")
-    timed = make_timed_steps(recipe, tf.distribute.get_strategy(), 100, precision=recipe.precision)
-    round_seconds = FLAGS.calibration_seconds / CALIBRATION_ROUNDS
-    timed.time_steps(round_seconds)  # not counted: the first seconds after compiling measured up to a third slower than the rest
-    rounds = sorted(timed.time_steps(round_seconds) for _ in range(CALIBRATION_ROUNDS))
-    chars_per_sec = rounds[CALIBRATION_ROUNDS // 2]
-    steps = max(1, round(FLAGS.seconds * chars_per_sec / (recipe.batch_size * recipe.seq_len)))
     result = {
         "benchmark": "quality",
         "seconds_budget": FLAGS.seconds,
@@ -75,14 +65,11 @@ def main(argv):
                 "lr_decay", "final_lr_fraction", "adam_beta2", "precision", "seed",
             )
         },
-        "calibrated_chars_per_sec": round(chars_per_sec),
-        "calibration_rounds_chars_per_sec": [round(speed) for speed in rounds],
-        "steps": steps,
     }
     for name in FLAGS.corpora:
         with tempfile.TemporaryDirectory(prefix="charbook-quality-") as scratch:
             cfg = dataclasses.replace(
-                recipe, **CORPORA[name], steps=steps, export_dir=f"{scratch}/export", resume=False
+                recipe, **CORPORA[name], steps=0, train_minutes=FLAGS.seconds / 60, export_dir=f"{scratch}/export", resume=False
             )
             start = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr):  # train.py's progress lines; stdout holds the JSON alone
@@ -90,6 +77,7 @@ def main(argv):
             seconds = time.perf_counter() - start
             sample = api.load(trained.export_dir).generate("It was ", length=300, temperature=0.6, seed=1)
         result[f"{name}_validation_bits_per_char"] = round(trained.validation_bits_per_char, 4)
+        result[f"{name}_steps"] = trained.steps_completed
         result[f"{name}_train_seconds"] = round(seconds, 1)
         result[f"{name}_sample"] = sample
     result.update(tensorflow=tf.__version__, machine=platform.platform())

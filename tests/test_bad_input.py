@@ -119,6 +119,7 @@ def test_model_and_batch_sizes_out_of_range_are_all_named_at_once(tmp_path, valu
         (["--books=@missing.txt"], "cannot read the --books file 'missing.txt'", "give @ and the path of a file of ebook ids"),
         (["--gutenberg_mirror=htp://www.gutenberg.org"], "--gutenberg_mirror='htp://www.gutenberg.org' is neither", "https://www.gutenberg.org"),
         (["--learning_rate=5"], "--learning_rate=5.0 must be above 0 and at most 1", "invalid settings"),
+        (["--steps=8000", "--train_minutes=10"], "--steps=8000 and --train_minutes=10 both say how long to train", "--train_minutes=0"),
     ],
 )
 def test_bad_settings(tmp_path, flags, problem, fix):

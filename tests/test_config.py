@@ -41,6 +41,8 @@ def test_settings_unknown_to_this_version_are_ignored():
         ({"gutenberg_mirror": "http://[::1"}, "--gutenberg_mirror='http://\\[::1' is neither"),
         ({"gutenberg_mirror": "https://host:port"}, "is neither an http://, https:// or file:// URL nor a directory"),
         ({"gutenberg_mirror": ""}, "--gutenberg_mirror='' is neither"),
+        ({"steps": 6000, "train_minutes": 10.0}, "--steps=6000 and --train_minutes=10 both say how long to train; give one"),
+        ({"train_minutes": -1.0}, "--train_minutes=-1.0 must be between 0"),
     ],
 )
 def test_bad_settings_are_refused_with_the_flag_named(settings, message):

@@ -3,6 +3,7 @@ TPUs found in fake device trees of TPU VMs (and TensorFlow, without TPU support 
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import tensorflow as tf
 import distribute
 import export
 from conftest import PROJECT_ROOT
+from step_plan import TIMED_STEPS
 
 # Trains the same tiny model for a few steps on one device and mirrored over two logical CPU devices.
 MIRRORED_AGAINST_ONE_DEVICE = """
@@ -203,11 +205,17 @@ def test_two_workers_train_resume_together_or_refuse_when_their_checkpoints_diff
     def sharing_checkpoints(index):  # the chief's checkpoint directory seen by both, as on a shared filesystem
         return [f"--cache_dir={tmp_path / f'cache{index}'}", f"--checkpoint_dir={tmp_path / 'checkpoints0'}"]
 
-    resumed = run_workers([*flags, "--steps=20"], own_flags=sharing_checkpoints)
+    # Resumed for a time rather than a number of steps: the workers plan at the same step and follow the chief's plan.
+    resumed = run_workers([*flags, "--train_minutes=0.1"], own_flags=sharing_checkpoints)
+    plans = []
     for returncode, stdout, stderr in resumed:
         assert returncode == 0, stderr
         assert "resuming from the checkpoint of step 12" in stdout
-    assert export.load_export(tmp_path / "export").steps_completed == 20
+        # "N steps planned, at the speed this worker measured", or the time gone by the step the plan was due
+        planned = re.search(r"^--train_minutes=0.1: (?:([\d,]+) steps planned|.* spent by step ([\d,]+))", stdout, re.M)
+        plans.append(int((planned.group(1) or planned.group(2)).replace(",", "")))
+    assert plans[0] == plans[1]
+    assert export.load_export(tmp_path / "export").steps_completed == plans[0] >= 12 + 1 + TIMED_STEPS
 
 
 def test_ctrl_c_on_one_worker_ends_every_worker_with_a_clear_message(gutenberg_mirror, tmp_path):

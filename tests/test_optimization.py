@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import optimization
 from config import Config
@@ -21,6 +22,14 @@ def test_learning_rate_warms_up_then_decays(decay, expected):
     schedule = optimization.WarmupThenDecay(1.0, warmup_steps=4, total_steps=14, decay=decay, final_fraction=0.1)
     steps = [0, 1, 2, 3, 5, 9, 14]
     np.testing.assert_allclose([float(schedule(step)) for step in steps], expected, atol=0.005)
+
+
+def test_a_total_planned_while_training_runs_is_read_from_its_variable():
+    total = tf.Variable(0, dtype=tf.int64)  # --train_minutes: not planned yet
+    schedule = optimization.WarmupThenDecay(1.0, warmup_steps=4, total_steps=total, decay="cosine", final_fraction=0.1)
+    assert [float(schedule(step)) for step in (3, 5, 9)] == [1.0, 1.0, 1.0]  # no decay before the plan
+    total.assign(14)
+    np.testing.assert_allclose([float(schedule(step)) for step in (5, 9, 14)], [0.978, 0.55, 0.1], atol=0.005)
 
 
 def test_optimizer_takes_beta2_and_clipping_from_the_settings():

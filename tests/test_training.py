@@ -2,7 +2,10 @@
 a diverging run stopped with its last good checkpoint kept."""
 
 import dataclasses
+import functools
+import itertools
 import math
+import re
 
 import keras
 import numpy as np
@@ -61,7 +64,8 @@ def test_patience_stops_training_and_keeps_the_best_weights(tiny_config, tmp_pat
     monkeypatch.setattr(training, "make_evaluate", lambda model, strategy: lambda batches: (next(scores), 100))
     strategy = make_strategy("default")
     model = build_model(cfg.model, data.vocabulary.size)
-    optimizer = optimization.make_optimizer(cfg, model, total_steps=20)
+    total_steps = tf.Variable(20, dtype=tf.int64)
+    optimizer = optimization.make_optimizer(cfg, model, total_steps=total_steps)
     checkpoints = TrainingCheckpoints(str(tmp_path / "ckpt"), model=model, optimizer=optimizer, keep=2)
     checkpoints.restore_or_start(cfg, data.vocabulary)
     weights_at_step_4 = []
@@ -81,7 +85,7 @@ def test_patience_stops_training_and_keeps_the_best_weights(tiny_config, tmp_pat
         data=data,
         strategy=strategy,
         checkpoints=checkpoints,
-        total_steps=20,
+        total_steps=total_steps,
         sample_text=lambda: samples.append("sampled") or "sampled",
     )
 
@@ -130,10 +134,12 @@ def test_a_loss_averaging_3_times_a_uniform_guess_over_20_steps_has_diverged(los
 def _start_training(cfg, data, checkpoint_dir, *, total_steps):
     """A fresh model, optimizer and checkpoints for training.train, as training.run makes them."""
     model = build_model(cfg.model, data.vocabulary.size)
+    total_steps = tf.Variable(total_steps, dtype=tf.int64)
     optimizer = optimization.make_optimizer(cfg, model, total_steps=total_steps)
     checkpoints = TrainingCheckpoints(str(checkpoint_dir), model=model, optimizer=optimizer, keep=2)
     checkpoints.restore_or_start(cfg, data.vocabulary)
-    return dict(model=model, optimizer=optimizer, checkpoints=checkpoints, strategy=make_strategy("default"))
+    strategy = make_strategy("default")
+    return dict(model=model, optimizer=optimizer, checkpoints=checkpoints, strategy=strategy, total_steps=total_steps)
 
 
 def test_an_exploding_loss_stops_training_and_keeps_the_checkpoint_from_before(tiny_config, tmp_path):
@@ -146,7 +152,7 @@ def test_an_exploding_loss_stops_training_and_keeps_the_checkpoint_from_before(t
     parts = _start_training(cfg, data, tmp_path / "ckpt", total_steps=100)
 
     with pytest.raises(UserError) as raised:
-        training.train(cfg, data=data, total_steps=100, **parts)
+        training.train(cfg, data=data, **parts)
 
     assert str(raised.value).startswith("training diverged at step 20: the loss averaged ")
     assert str(raised.value).endswith(
@@ -182,7 +188,7 @@ def test_weights_that_became_nan_are_never_checkpointed(tiny_config, tmp_path, m
         match=r"^training diverged at step 3: the weights became infinite or NaN; lower --learning_rate \(now 0.001\) .*"
         "training resumes from the checkpoint of step 2, saved before the loss climbed$",
     ):
-        training.train(cfg, data=data, total_steps=10, **parts)
+        training.train(cfg, data=data, **parts)
     assert tf.train.latest_checkpoint(tmp_path / "ckpt").endswith("ckpt-2")
 
 
@@ -226,3 +232,40 @@ def test_steps_per_call_auto_fills_the_time_between_progress_lines_on_a_tpu_only
     assert training._steps_in_next_call(0, 100, host_work_every=(50, 40), total_steps=1000) == 40
     assert training._steps_in_next_call(40, 100, host_work_every=(50, 40), total_steps=1000) == 10
     assert training._steps_in_next_call(995, 100, host_work_every=(500,), total_steps=1000) == 5
+
+
+def test_train_minutes_plans_the_steps_that_fit_and_a_resumed_run_keeps_the_plan(tiny_config, tmp_path, capsys, monkeypatch):
+    # A clock that moves 1/64 s at each look (once per step on a CPU) makes the plan exact: after the
+    # compiling step, steps 2-51 take 50/64 s, and the 3.75 s budget leaves room for 189 steps more.
+    clock = itertools.count(step=1 / 64)
+    monkeypatch.setattr(training, "StepPlanner", functools.partial(training.StepPlanner, clock=lambda: next(clock)))
+    cfg = dataclasses.replace(
+        tiny_config, train_minutes=0.0625, warmup_steps=20, lr_decay="cosine", log_every=25, sample_length=0,
+        logdir=str(tmp_path / "logs"),
+    )
+
+    result = training.run(cfg)
+
+    output = capsys.readouterr().out
+    assert "training for about 0.0625 minutes (--train_minutes), steps of 16 x 32 characters (epochs of 260 steps)" in output
+    assert "--train_minutes=0.0625: 240 steps planned, at the 64.0 steps/s of steps 2-51\n" in output
+    assert re.search(r"^step 25/\?  loss [\d.]+  [\d.]+ bits/char  [\d,]+ chars/s$", output, re.M)  # no total, no ETA yet
+    assert re.search(r"^step 75/240  loss .* chars/s  ETA \dm\d\ds$", output, re.M)
+    assert result.steps_completed == 240 and "step 240/240  validation" in output
+    # The learning rate decayed over the planned steps: at the last one it is --final_lr_fraction of the peak.
+    rates = {
+        event.step: float(tf.make_ndarray(value.tensor))
+        for event_file in (tmp_path / "logs").glob("events.out.tfevents.*")
+        for event in tf.compat.v1.train.summary_iterator(str(event_file))
+        for value in event.summary.value
+        if value.tag == "train/learning_rate"
+    }
+    assert rates[240] == pytest.approx(cfg.final_lr_fraction * cfg.learning_rate)
+
+    # Run again, the checkpoints keep the plan (a run that resumes mid-way trains to the same step with the same schedule).
+    again = training.run(cfg)
+
+    output = capsys.readouterr().out
+    assert "training 240 steps of 16 x 32 characters (0.92 epochs of 260 steps, planned by --train_minutes when this run started)" in output
+    assert "training is already complete" in output and "ask for more: --train_minutes=0 --steps=1240" in output
+    assert again.steps_completed == 240
