@@ -4,9 +4,9 @@ fast_lstm runs its loops as these ops on CPUs: each whole loop, forward or back,
 products run in float32 (AVX2 and FMA) or, on CPUs with AVX-512 BF16, in bfloat16 with the CPU's dot-product
 instructions on the recurrent kernel packed once (bench/README.md has the speeds). The ops are built from their
 source with g++ the first time they are needed, once per TensorFlow version, into <cache>/compiled/
-($CHARBOOK_CACHE_DIR, else ~/.cache/charbook), and loaded from there afterwards. Where they cannot be built or
-loaded (no g++, no AVX2, not Linux on x86-64), fast_lstm keeps its TensorFlow loops: the same arithmetic, slower,
-and `unavailable_reason()` says why.
+($CHARBOOK_CACHE_DIR, else ~/.cache/charbook), and loaded from there afterwards; a cached copy that does not
+load (damaged on disk) is built again, once. Where they cannot be built or loaded (no g++, no AVX2, not Linux on
+x86-64), fast_lstm keeps its TensorFlow loops: the same arithmetic, slower, and `unavailable_reason()` says why.
 """
 
 import fcntl
@@ -55,7 +55,14 @@ def why_not(units: int, matmul_dtype: tf.DType) -> str | None:
 def load_ops():
     """The ops' module (charbook_lstm_forward, charbook_lstm_backward), or None where they cannot run here."""
     try:
-        return tf.load_op_library(str(_built_library()))
+        library, built_now = _built_library()
+        try:
+            return tf.load_op_library(str(library))
+        except tf.errors.OpError:
+            if built_now:
+                raise
+            library, _ = _built_library(replacing=library.stat())  # a damaged cached copy: built again
+            return tf.load_op_library(str(library))
     except _Unavailable as reason:
         _unavailable.append(str(reason))
     except (OSError, subprocess.SubprocessError, tf.errors.OpError) as error:
@@ -94,8 +101,10 @@ class _Unavailable(Exception):
     pass
 
 
-def _built_library() -> pathlib.Path:
-    """The ops built for this TensorFlow and source: built now (under a lock, renamed into place whole) unless cached."""
+def _built_library(*, replacing: os.stat_result | None = None) -> tuple[pathlib.Path, bool]:
+    """The ops built for this TensorFlow and source, and whether they were built now (under a lock, renamed into place
+    whole) rather than found in the cache. `replacing`: the cached copy, which did not load, to build again (unless
+    another process has done so meanwhile)."""
     if sys.platform != "linux" or platform.machine() != "x86_64":
         raise _Unavailable(f"the compiled LSTM is built for Linux on x86-64 only, not {sys.platform} on {platform.machine()}")
     if not {"avx2", "fma"} <= hardware.cpu_flags():
@@ -104,22 +113,37 @@ def _built_library() -> pathlib.Path:
     key = hashlib.sha256("\n".join([tf.__version__, tf.sysconfig.get_lib(), *flags, *(source.read_text() for source in SOURCES)]).encode()).hexdigest()[:16]
     directory = pathlib.Path(os.environ.get("CHARBOOK_CACHE_DIR") or sources.default_cache_dir()) / "compiled"
     library = directory / f"lstm-{key}.so"
-    if library.exists():
-        return library
+    if library.exists() and replacing is None:
+        return library, False
     compiler = shutil.which("g++")
+    if compiler is None and replacing is not None:
+        raise _Unavailable(f"the compiled LSTM in {library} does not load, and there is no C++ compiler (g++) to build it again")
     if compiler is None:
         raise _Unavailable("no C++ compiler (g++) to build the compiled LSTM with")
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process building the same library: wait, then use its
-        if not library.exists():
-            temporary = directory / f".lstm-{key}.{secrets.token_hex(4)}.so"
-            try:
-                command = [compiler, *flags, str(SOURCE), "-o", str(temporary), *tf.sysconfig.get_link_flags()]
-                built = subprocess.run(command, capture_output=True, text=True, timeout=600)
-                if built.returncode != 0:
-                    raise _Unavailable(f"g++ could not build the compiled LSTM: {(built.stderr.strip() or '?').splitlines()[-1]}")
-                os.replace(temporary, library)
-            finally:
-                temporary.unlink(missing_ok=True)
-    return library
+        for leftover in directory.glob(".lstm-*.so"):  # no build runs while this lock is held: these were killed midway
+            leftover.unlink(missing_ok=True)
+        if replacing is not None and _same_file(library, replacing):
+            library.unlink()
+        if library.exists():
+            return library, False
+        temporary = directory / f".lstm-{key}.{secrets.token_hex(4)}.so"
+        try:
+            command = [compiler, *flags, str(SOURCE), "-o", str(temporary), *tf.sysconfig.get_link_flags()]
+            built = subprocess.run(command, capture_output=True, text=True, timeout=600)
+            if built.returncode != 0:
+                raise _Unavailable(f"g++ could not build the compiled LSTM: {(built.stderr.strip() or '?').splitlines()[-1]}")
+            os.replace(temporary, library)
+        finally:
+            temporary.unlink(missing_ok=True)
+    return library, True
+
+
+def _same_file(path: pathlib.Path, seen: os.stat_result) -> bool:
+    try:
+        now = path.stat()
+    except FileNotFoundError:
+        return False
+    return (now.st_ino, now.st_mtime_ns, now.st_size) == (seen.st_ino, seen.st_mtime_ns, seen.st_size)

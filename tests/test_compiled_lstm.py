@@ -3,7 +3,11 @@
 The references are fast_lstm's whole XLA loops, as small layers run them.
 """
 
+import pathlib
+import platform
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -113,6 +117,41 @@ def test_a_library_built_once_loads_without_the_compiler(monkeypatch):
         assert compiled_lstm.load_ops() is not None, compiled_lstm.unavailable_reason()
     finally:
         compiled_lstm.load_ops.cache_clear()
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.machine() != "x86_64", reason="built for Linux on x86-64 only")
+def test_a_cached_library_that_does_not_load_is_built_again_and_killed_builds_leave_nothing(monkeypatch, tmp_path):
+    # The compiler and the loader faked: "g++" writes b"built" to its -o file; a file of other bytes does not load.
+    monkeypatch.setenv("CHARBOOK_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(compiled_lstm.hardware, "cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/g++")
+    builds = []
+
+    def run(command, **kwargs):
+        builds.append(command)
+        pathlib.Path(command[command.index("-o") + 1]).write_bytes(b"built")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    def load_op_library(path):
+        if pathlib.Path(path).read_bytes() != b"built":
+            raise tf.errors.NotFoundError(None, None, f"{path}: invalid ELF header")
+        return "the ops"
+
+    monkeypatch.setattr(compiled_lstm.subprocess, "run", run)
+    monkeypatch.setattr(compiled_lstm.tf, "load_op_library", load_op_library)
+    monkeypatch.setattr(compiled_lstm, "_unavailable", [])
+    library, built_now = compiled_lstm._built_library()
+    assert built_now and len(builds) == 1
+    library.write_bytes(b"\x7fELF cut short by a full disk")
+    leftover = library.with_name(".lstm-0123456789abcdef.deadbeef.so")  # a build killed midway
+    leftover.write_bytes(b"half")
+    compiled_lstm.load_ops.cache_clear()
+    try:
+        assert compiled_lstm.load_ops() == "the ops"
+    finally:
+        compiled_lstm.load_ops.cache_clear()
+    assert len(builds) == 2 and library.read_bytes() == b"built"
+    assert sorted(path.name for path in library.parent.iterdir()) == [".lock", library.name]
 
 
 def test_pack_puts_bfloat16_rows_2k_and_2k_plus_1_side_by_side():
