@@ -38,7 +38,7 @@ class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
         return dict(
             peak=self.peak,
             warmup_steps=self.warmup_steps,
-            total_steps=int(self.total_steps),
+            total_steps=self.total_steps if isinstance(self.total_steps, int) else int(self.total_steps.numpy()),
             decay=self.decay,
             final_fraction=self.final_fraction,
         )

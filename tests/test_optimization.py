@@ -30,6 +30,7 @@ def test_a_total_planned_while_training_runs_is_read_from_its_variable():
     assert [float(schedule(step)) for step in (3, 5, 9)] == [1.0, 1.0, 1.0]  # no decay before the plan
     total.assign(14)
     np.testing.assert_allclose([float(schedule(step)) for step in (5, 9, 14)], [0.978, 0.55, 0.1], atol=0.005)
+    assert schedule.get_config()["total_steps"] == 14
 
 
 def test_optimizer_takes_beta2_and_clipping_from_the_settings():
