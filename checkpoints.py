@@ -19,6 +19,7 @@ import pathlib
 import re
 import shutil
 import tempfile
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -38,6 +39,11 @@ CHECKPOINT_FILES = re.compile(
 )
 # Settings that say where things are, not what is trained: a resumed run may change them freely.
 SETTINGS_FREE_ON_RESUME = names_in_groups("data.fetch")
+
+
+class Plan(NamedTuple):
+    steps: int  # the run's total steps
+    train_minutes: float  # the --train_minutes they were planned for
 
 
 class TrainingCheckpoints:
@@ -92,20 +98,21 @@ class TrainingCheckpoints:
         return 0
 
     @property
-    def planned_steps(self) -> int | None:
-        """The total steps --train_minutes planned for this run (record_planned_steps), None before a plan."""
+    def plan(self) -> "Plan | None":
+        """The total steps --train_minutes planned for this run (record_plan), None before a plan."""
         try:
-            return json.loads((self.directory / RUN_FILE).read_text(encoding="utf-8")).get("planned_steps")
-        except (OSError, ValueError):
+            run = json.loads((self.directory / RUN_FILE).read_text(encoding="utf-8"))
+            return Plan(int(run["planned_steps"]), float(run["planned_minutes"])) if "planned_steps" in run else None
+        except (OSError, ValueError, KeyError, TypeError):
             return None  # no run file: a fresh start, which has no plan (restore_or_start checks the file of a resumed run)
 
-    def record_planned_steps(self, total_steps: int) -> None:
+    def record_plan(self, plan: "Plan") -> None:
         """Keeps the planned total beside the run's settings, so that a resumed run keeps to the same schedule."""
         if not self.is_chief:
             return
         path = self.directory / RUN_FILE
         run = json.loads(path.read_text(encoding="utf-8"))
-        run["planned_steps"] = total_steps
+        run.update(planned_steps=plan.steps, planned_minutes=plan.train_minutes)
         with _clear_errors_on_write(self.directory):
             write_file_atomically(path, json.dumps(run, indent=2, ensure_ascii=False).encode())
 

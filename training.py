@@ -153,7 +153,7 @@ def train(
             if total is None and (planned := planner.observe(step)) is not None:
                 total = distribute.values_of_workers(strategy, planned)[0]  # every worker follows the chief's plan
                 total_steps.assign(total)
-                checkpoints.record_planned_steps(total)
+                checkpoints.record_plan(checkpoints_lib.Plan(total, cfg.train_minutes))
                 progress.plan(total, _describe_plan(cfg, planner, step, total))
             end_of_epoch = step % data.steps_per_epoch == 0
             if data.validation is not None and (end_of_epoch or step == total):
@@ -330,13 +330,14 @@ def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief
         )
     first_step = checkpoints.restore_or_start(cfg, data.vocabulary)
     _check_workers_resume_together(cfg, strategy, first_step)
+    plan = checkpoints.plan if cfg.train_minutes else None  # a resumed run keeps its plan
     if cfg.train_minutes:
-        total_steps.assign(checkpoints.planned_steps or 0)  # a resumed run keeps its plan; 0: plan it
+        total = plan.steps if plan else 0  # 0: planned once training runs
     else:
-        total_steps.assign(cfg.steps or cfg.epochs * data.steps_per_epoch)
-    total = distribute.values_of_workers(strategy, int(total_steps.numpy()))[0]  # the chief's, should workers differ
+        total = cfg.steps or cfg.epochs * data.steps_per_epoch
+    total = distribute.values_of_workers(strategy, total)[0]  # the chief's, should the workers see different run files
     total_steps.assign(total)
-    print(f"training {_describe_length(cfg, total, data.steps_per_epoch)} on {distribute.describe(strategy)}, {precision}")
+    print(f"training {_describe_length(cfg, total, data.steps_per_epoch, plan)} on {distribute.describe(strategy)}, {precision}")
     if total and first_step > total:
         raise UserError(
             f"the checkpoints in {cfg.checkpoint_dir} are at step {first_step:,}, past the {total:,} steps asked for; "
@@ -385,12 +386,16 @@ def _train_and_export(cfg: Config, strategy: tf.distribute.Strategy, *, is_chief
     return result
 
 
-def _describe_length(cfg: Config, total: int, steps_per_epoch: int) -> str:
+def _describe_length(cfg: Config, total: int, steps_per_epoch: int, plan: checkpoints_lib.Plan | None) -> str:
     """'6,000 steps of 32 x 64 characters (3.75 epochs of 1,599 steps)', or how --train_minutes will decide."""
     batches = f"of {cfg.batch_size} x {cfg.seq_len} characters"
     if not total:
         return f"for about {cfg.train_minutes:g} minutes (--train_minutes), steps {batches} (epochs of {steps_per_epoch:,} steps)"
-    planned = ", planned by --train_minutes when this run started" if cfg.train_minutes else ""
+    planned = ""
+    if plan:
+        planned = f", planned by --train_minutes={plan.train_minutes:g} when this run started"
+        if plan.train_minutes != cfg.train_minutes:
+            planned += f"; a resumed run keeps its plan, so --train_minutes={cfg.train_minutes:g} changes nothing: --train_minutes=0 --steps=N does"
     return f"{total:,} steps {batches} ({total / steps_per_epoch:.2f} epochs of {steps_per_epoch:,} steps{planned})"
 
 

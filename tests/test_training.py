@@ -266,6 +266,12 @@ def test_train_minutes_plans_the_steps_that_fit_and_a_resumed_run_keeps_the_plan
     again = training.run(cfg)
 
     output = capsys.readouterr().out
-    assert "training 240 steps of 16 x 32 characters (0.92 epochs of 260 steps, planned by --train_minutes when this run started)" in output
+    assert "training 240 steps of 16 x 32 characters (0.92 epochs of 260 steps, planned by --train_minutes=0.0625 when this run started)" in output
     assert "training is already complete" in output and "ask for more: --train_minutes=0 --steps=1240" in output
     assert again.steps_completed == 240
+    # Another --train_minutes does not change the plan, and the line says so.
+    training.run(dataclasses.replace(cfg, train_minutes=20.0))
+    assert (
+        "(0.92 epochs of 260 steps, planned by --train_minutes=0.0625 when this run started; a resumed run keeps its plan, "
+        "so --train_minutes=20 changes nothing: --train_minutes=0 --steps=N does)"
+    ) in capsys.readouterr().out
