@@ -183,6 +183,15 @@ class Config:
         "Characters from the start of one training window to the next; 0: seq_len + 1 (no overlap), 1..seq_len: overlapping.",
         valid=Range(0, 100_001),
     )
+    stream_windows: int = _setting(
+        0,
+        "data",
+        "0: every window of seq_len + 1 characters starts from an empty LSTM state, and training shuffles windows one "
+        "by one. N: each batch row reads a stream of N consecutive windows, one per step, the LSTM state carried "
+        "from each window into the next (truncated backpropagation through time, as char-rnn trains), so the model "
+        "learns from more than one window of context, as it generates; validation and evaluate.py score the same way.",
+        valid=Range(0, 1_000_000),
+    )
     max_vocab: int = _setting(
         0,
         "data.training",
@@ -438,6 +447,11 @@ def _find_problems(cfg: Config) -> list[str]:
         problem = f.metadata["valid"].problem(f.name, getattr(cfg, f.name)) if f.metadata["valid"] else None
         if problem:
             problems.append(problem)
+    if cfg.stream_windows and cfg.window_stride:
+        problems.append(
+            f"--window_stride={cfg.window_stride} and --stream_windows={cfg.stream_windows} both say where windows start: "
+            "windows in streams follow one another (give --window_stride=0)"
+        )
     if cfg.window_stride > cfg.seq_len + 1:
         problems.append(f"--window_stride={cfg.window_stride} must be at most --seq_len + 1 = {cfg.seq_len + 1} (0: no overlap)")
     if cfg.steps and cfg.train_minutes:

@@ -3,8 +3,9 @@
     python evaluate.py --export_dir=exports/demo --books=50133,31469
     python evaluate.py --export_dir=exports/demo --corpus=files --files='held_out/*.txt'
 
-Text is cut into windows of --seq_len + 1 characters, each scored from an empty LSTM state, the
-same way train.py scores its validation text, so the numbers compare directly.
+Text is cut into windows of --seq_len + 1 characters, each scored from an empty LSTM state, or, for
+a model trained with --stream_windows, into streams of that many windows, each window scored from the
+state the one before it left: the same way train.py scores its validation text, so the numbers compare directly.
 """
 
 import cli

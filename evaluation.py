@@ -9,7 +9,8 @@ import tensorflow as tf
 
 import export
 from config import Config
-from pipeline.datasets import make_evaluation_books
+from models.carried_state import CarriedState
+from pipeline.datasets import distribute_by_rows, make_evaluation_books
 from progress import LN2
 
 
@@ -21,15 +22,24 @@ class Score:
     unknown_chars: collections.Counter  # characters outside the model's vocabulary, read as the unknown id
 
 
-def make_evaluate(model: keras.Model, strategy: tf.distribute.Strategy | None = None):
+def make_evaluate(model: keras.Model, strategy: tf.distribute.Strategy | None = None, *, stream_rows: int = 0):
     """A function: batches of (inputs, targets, weights) -> (bits per character, number of characters scored).
 
     Only windows of weight 1 count; those of weight 0 fill up the last batch (windows.make_scoring_batches).
+    With stream_rows (the global batch size), batches are (inputs, targets, weights, carried): streams, each
+    window scored from the state the window before it left (streams.make_scoring_streams).
     """
     strategy = strategy or tf.distribute.get_strategy()
+    if stream_rows:
+        with strategy.scope():
+            carried_state = CarriedState(model, rows=stream_rows // strategy.num_replicas_in_sync)
 
-    def replica_sums(inputs, targets, weights):
-        logits = tf.cast(model(inputs, training=False), tf.float32)
+    def replica_sums(inputs, targets, weights, carried=None):
+        if carried is None:
+            logits = model(inputs, training=False)
+        else:
+            logits = carried_state.logits(inputs, carried, training=False)
+        logits = tf.cast(logits, tf.float32)
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)  # [batch, seq_len]
         chars = tf.reduce_sum(weights) * tf.cast(tf.shape(targets)[1], tf.float32)
         return tf.reduce_sum(losses * weights[:, None]), chars
@@ -44,7 +54,7 @@ def make_evaluate(model: keras.Model, strategy: tf.distribute.Strategy | None = 
 
     def evaluate(batches: tf.data.Dataset) -> tuple[float, int]:
         total_nats, total_chars = 0.0, 0
-        for batch in strategy.experimental_distribute_dataset(batches):
+        for batch in distribute_by_rows(batches, strategy):
             nats, chars = summed_loss(batch)
             total_nats += float(nats)
             total_chars += round(float(chars))
@@ -57,11 +67,12 @@ def evaluate_books(cfg: Config, exported: export.Export) -> Iterator[Score]:
     """The score of `exported`'s model on each book of `cfg`'s corpus, in corpus order, each as soon as it is scored.
 
     Every book is scored whole, in windows of cfg.seq_len + 1 characters each read from an empty LSTM
-    state: the same way training scores its validation text, so the numbers compare directly.
+    state, or in streams of cfg.stream_windows windows, each read from the state the one before it left:
+    the same way training scores its validation text, so the numbers compare directly.
 
         scores = list(evaluate_books(dataclasses.replace(exported.config, books=(84,)), exported))
     """
-    evaluate = make_evaluate(export.load_model(exported))
+    evaluate = make_evaluate(export.load_model(exported), stream_rows=cfg.batch_size if cfg.stream_windows else 0)
     for book in make_evaluation_books(cfg, vocabulary=exported.vocabulary):
         bits_per_char, num_chars = evaluate(book.batches)
         yield Score(name=book.name, bits_per_char=bits_per_char, num_chars=num_chars, unknown_chars=book.unknown_chars)

@@ -24,10 +24,11 @@ from errors import UserError
 from evaluation import make_evaluate
 from files import discard_stdout
 from models import compiled_lstm, fast_lstm
+from models.carried_state import CarriedState
 from models.char_lstm import build_model
 from models.sampling import generate_text
 from optimization import make_optimizer
-from pipeline.datasets import Datasets, make_datasets, worker_batches
+from pipeline.datasets import Datasets, distribute_by_rows, make_datasets
 from pipeline.vocab import Vocabulary
 from progress import LN2, ProgressReport
 from step_plan import TIMED_STEPS, StepPlanner
@@ -111,10 +112,11 @@ def train(
     total = int(total_steps.numpy()) or None
     planner = None if total else StepPlanner(cfg.train_minutes, first_step=first_step, warmup_steps=cfg.warmup_steps)
     chars_per_step = cfg.batch_size * cfg.seq_len
-    batches = iter(_distribute_training_batches(data.train, strategy, first_step=first_step))
-    train_steps = make_train_steps(model, optimizer, strategy, global_batch_size=cfg.batch_size)
+    batches = iter(distribute_by_rows(data.train, strategy, first_step=first_step))  # resumes the same stream
+    streams = bool(cfg.stream_windows)
+    train_steps = make_train_steps(model, optimizer, strategy, global_batch_size=cfg.batch_size, streams=streams)
     steps_per_call = cfg.steps_per_call or distribute.auto_steps_per_call(strategy, log_every=cfg.log_every)
-    evaluate = make_evaluate(model, strategy)
+    evaluate = make_evaluate(model, strategy, stream_rows=cfg.batch_size if streams else 0)
     writer = tf.summary.create_file_writer(cfg.logdir) if write_logs else tf.summary.create_noop_writer()
     progress = ProgressReport(
         total_steps=total, chars_per_step=chars_per_step, log_every=cfg.log_every, writer=writer, first_step=first_step
@@ -203,10 +205,18 @@ def train(
 
 
 def make_train_steps(
-    model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy, *, global_batch_size: int
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    strategy: tf.distribute.Strategy,
+    *,
+    global_batch_size: int,
+    streams: bool = False,
 ):
     """A function: (an iterator of (inputs, targets) batches, n) -> the mean cross-entropy in nats of each of n steps,
     float32 [n], trained in one compiled call (the host waits for the last step only).
+
+    With streams, batches are (inputs, targets, carried) and each row starts from the LSTM state its row of the
+    last batch left (models/carried_state.py); the gradient stops at the window's start.
 
     Each replica sums its share of the loss over the global batch's characters, so the replicas'
     gradients add up to the gradient of the global batch's mean loss. Loss-scaled (float16) on several
@@ -215,9 +225,17 @@ def make_train_steps(
     # Decided once, in Python: one device, float32 and bfloat16 steps trace exactly as before.
     spread_overflow = isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and strategy.num_replicas_in_sync > 1
 
-    def replica_step(inputs, targets):
+    if streams:
+        with strategy.scope():
+            carried_state = CarriedState(model, rows=global_batch_size // strategy.num_replicas_in_sync)
+
+    def replica_step(inputs, targets, carried=None):
         with tf.GradientTape() as tape:
-            logits = tf.cast(model(inputs, training=True), tf.float32)  # [batch, seq_len, vocab]
+            if carried is None:
+                logits = model(inputs, training=True)
+            else:
+                logits = carried_state.logits(inputs, carried, training=True)
+            logits = tf.cast(logits, tf.float32)  # [batch, seq_len, vocab]
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
             loss = tf.reduce_sum(losses) / tf.cast(global_batch_size * tf.shape(targets)[1], tf.float32)
             scaled_loss = optimizer.scale_loss(loss)
@@ -252,24 +270,6 @@ def _steps_in_next_call(step: int, steps_per_call: int, *, host_work_every: Sequ
     """
     until_host_work = min(every - step % every for every in host_work_every)
     return min(steps_per_call, until_host_work, total_steps - step)
-
-
-def _distribute_training_batches(train: tf.data.Dataset, strategy: tf.distribute.Strategy, *, first_step: int):
-    """The training batches from `first_step` on, each worker's share split among its replicas (worker_batches).
-
-    The batches are a fixed function of --seed, so skipping those already trained on resumes the stream.
-    """
-
-    def this_workers_batches(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        return worker_batches(
-            train,
-            first_step=first_step,
-            worker=context.input_pipeline_id,
-            num_workers=context.num_input_pipelines,
-            replicas_per_worker=context.num_replicas_in_sync // context.num_input_pipelines,
-        )
-
-    return strategy.distribute_datasets_from_function(this_workers_batches)
 
 
 def _spread_overflow(gradients: list) -> list:

@@ -53,6 +53,37 @@ def build_model(
     )
 
 
+LSTMState = tuple[tuple[tf.Tensor, tf.Tensor], ...]  # per LSTM: (h, c), each [batch, units]
+
+
+def logits_and_state(model: keras.Model, ids: tf.Tensor, state: LSTMState, *, training: bool) -> tuple[tf.Tensor, LSTMState]:
+    """A training build (stateful=False) called on ids [batch, time] with each LSTM starting from `state` instead
+    of an empty one: the logits, and the state each LSTM ends in (to carry into the next window of a stream)."""
+    x, end_state, lstms = ids, [], iter(state)
+    layers = model.layers
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, keras.layers.LSTM):
+            x = layer(x, training=training)
+            continue
+        # The first fast LSTM looks its input product up per id, as fast_lstm.Sequential has it do.
+        after_embedding = isinstance(model, fast_lstm.Sequential) and isinstance(layer, fast_lstm.LSTM) and index == 1
+        lookup = {"ids": ids, "embeddings": layers[0].embeddings} if after_embedding else {}
+        # Keras' RNN returns its state when return_state is set at call time; the layers are built without it,
+        # so that Sequential can chain them and weights load into every build, and set it for this call only.
+        layer.return_state = True
+        try:
+            x, h, c = layer(x, initial_state=list(next(lstms)), training=training, **lookup)
+        finally:
+            layer.return_state = False
+        end_state.append((h, c))
+    return x, tuple(end_state)
+
+
+def lstm_units(model: keras.Model) -> tuple[int, ...]:
+    """The units of each LSTM of a build_model model, in order."""
+    return tuple(layer.units for layer in _lstm_layers(model))
+
+
 def reset_states(model: keras.Model) -> None:
     """Zeroes the recurrent state of a stateful model, so the next call starts a new text."""
     for layer in _lstm_layers(model):

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from config import Config, names_in_groups
 from errors import UserError
-from pipeline import prepared, sources, text, tfds_sources, windows
+from pipeline import prepared, sources, streams, text, tfds_sources, windows
 from pipeline.notes import CappedNotes
 from pipeline.vocab import Vocabulary
 
@@ -37,8 +37,8 @@ class Book:
 
 @dataclasses.dataclass(frozen=True)
 class Datasets:
-    train: tf.data.Dataset  # endless (inputs, targets), each int32 [batch_size, seq_len]
-    validation: tf.data.Dataset | None  # one pass, (inputs, targets, weights) [batch_size, ...]; None without validation text
+    train: tf.data.Dataset  # endless (inputs, targets) int32 [batch_size, seq_len], and carried [batch_size] in streams
+    validation: tf.data.Dataset | None  # one pass, (inputs, targets, weights[, carried]) [batch_size, ...]; None without validation text
     vocabulary: Vocabulary
     steps_per_epoch: int  # full training batches in one pass over the training text
     num_books: int
@@ -50,7 +50,7 @@ class Datasets:
 @dataclasses.dataclass(frozen=True)
 class EvaluationBook:
     name: str
-    batches: tf.data.Dataset  # (inputs, targets, weights) [batch_size, ...], in text order, each window once (weight 1)
+    batches: tf.data.Dataset  # (inputs, targets, weights[, carried]) [batch_size, ...], in text order, each window once (weight 1)
     unknown_chars: collections.Counter  # characters outside the vocabulary: they count as the unknown id
 
 
@@ -72,34 +72,42 @@ def make_datasets(cfg: Config, *, vocabulary: Vocabulary | None = None, log=prin
         )
     data = prepared.prepare(corpus, vocabulary=vocabulary, validation_fraction=cfg.validation_fraction, root=root, log=log)
 
-    def total_windows(chars_per_book, stride):
-        return sum(windows.count_windows(n, seq_len=cfg.seq_len, stride=stride) for n in chars_per_book)
-
-    train_windows = total_windows(data.train_chars, cfg.window_stride)
-    if train_windows < cfg.batch_size:
+    if cfg.stream_windows:
+        train_rows = sum(
+            streams.count_streams(n, seq_len=cfg.seq_len, stream_windows=cfg.stream_windows) for n in data.train_chars
+        )
+        rows = f"streams of --stream_windows x --seq_len + 1 = {cfg.stream_windows * cfg.seq_len + 1:,} characters"
+        fix = "add text or lower --batch_size, --stream_windows or --seq_len"
+    else:
+        train_rows = sum(windows.count_windows(n, seq_len=cfg.seq_len, stride=cfg.window_stride) for n in data.train_chars)
+        rows = f"windows of --seq_len + 1 = {cfg.seq_len + 1} characters"
+        fix = "add text or lower --batch_size or --seq_len"
+    if train_rows < cfg.batch_size:
         raise UserError(
-            f"the training text ({sum(data.train_chars):,} characters) makes {train_windows:,} windows of "
-            f"--seq_len + 1 = {cfg.seq_len + 1} characters, fewer than one batch (--batch_size={cfg.batch_size}); "
-            "add text or lower --batch_size or --seq_len"
+            f"the training text ({sum(data.train_chars):,} characters) makes {train_rows:,} {rows}, "
+            f"fewer than one batch (--batch_size={cfg.batch_size}); {fix}"
         )
     train = prepared.training_batches(
         data,
         seq_len=cfg.seq_len,
         window_stride=cfg.window_stride,
+        stream_windows=cfg.stream_windows,
         batch_size=cfg.batch_size,
         shuffle_block=cfg.shuffle_buffer,
         books_in_parallel=BOOKS_IN_PARALLEL,
         seed=cfg.seed,
     )
     validation = None
-    if total_windows(data.validation_chars, 0):
-        validation = prepared.validation_batches(data, seq_len=cfg.seq_len, batch_size=cfg.batch_size)
-        validation = validation.with_options(_shard_by_batch()).prefetch(tf.data.AUTOTUNE)
+    if any(windows.count_windows(n, seq_len=cfg.seq_len) for n in data.validation_chars):
+        validation = prepared.validation_batches(
+            data, seq_len=cfg.seq_len, batch_size=cfg.batch_size, stream_windows=cfg.stream_windows
+        )
+        validation = validation.prefetch(tf.data.AUTOTUNE)
     return Datasets(
         train=_run_options(train, cfg),
         validation=validation,
         vocabulary=vocabulary,
-        steps_per_epoch=train_windows // cfg.batch_size,
+        steps_per_epoch=train_rows // cfg.batch_size * max(1, cfg.stream_windows),
         num_books=len(data.book_names),
         train_chars=sum(data.train_chars),
         validation_chars=sum(data.validation_chars),
@@ -108,7 +116,8 @@ def make_datasets(cfg: Config, *, vocabulary: Vocabulary | None = None, log=prin
 
 
 def make_evaluation_books(cfg: Config, *, vocabulary: Vocabulary) -> Iterator[EvaluationBook]:
-    """Every book of `cfg`'s corpus, whole, one at a time, as in-order batches of seq_len + 1 windows (as validation scores them)."""
+    """Every book of `cfg`'s corpus, whole, one at a time, as in-order batches of seq_len + 1 windows, or streams of
+    them (--stream_windows), as validation scores them."""
     for book in read_books(cfg):
         ids = vocabulary.encode_text(book.text)
         num_windows = windows.count_windows(len(ids), seq_len=cfg.seq_len)
@@ -117,8 +126,13 @@ def make_evaluation_books(cfg: Config, *, vocabulary: Vocabulary) -> Iterator[Ev
                 f"{book.name} is shorter than one window of --seq_len + 1 = {cfg.seq_len + 1} characters; "
                 "leave it out or lower --seq_len"
             )
-        book_windows = tf.data.Dataset.from_tensors(windows.cut_windows(tf.constant(ids), seq_len=cfg.seq_len))
-        batches = windows.make_scoring_batches(book_windows, num_windows=num_windows, batch_size=cfg.batch_size)
+        batches = streams.scoring_batches(
+            tf.data.Dataset.from_tensors(tf.constant(ids)),
+            [len(ids)],
+            seq_len=cfg.seq_len,
+            batch_size=cfg.batch_size,
+            stream_windows=cfg.stream_windows,
+        )
         unknown = vocabulary.count_unknown_chars(book.text)
         yield EvaluationBook(name=book.name, batches=batches, unknown_chars=unknown)
 
@@ -207,7 +221,7 @@ def _clean(cfg: Config, name: str, raw: bytes) -> Book:
 def worker_batches(
     train: tf.data.Dataset, *, first_step: int, worker: int, num_workers: int, replicas_per_worker: int
 ) -> tf.data.Dataset:
-    """One worker's part of the training batches from step `first_step` on: (input, target) per-replica batches.
+    """One worker's part of the training batches from step `first_step` on: (input, target[, carried]) per-replica batches.
 
     Worker w of n keeps rows [w * b/n, (w + 1) * b/n) of every global batch of b rows, split among its
     replicas in order. So the replicas together train on exactly the batches that one device would, in
@@ -215,11 +229,32 @@ def worker_batches(
     of workers) continues the very same stream, s global batches in. Every worker runs the whole input
     pipeline for this, which costs little: it makes batches over a thousand times faster than training
     uses them (bench/README.md). Global batches [8, ...], 2 workers of 2 replicas: worker 1 yields rows 4-5, then 6-7.
+    A replica gets the same rows of every batch, so in streams (--stream_windows) it reads the same streams on.
     """
     rows = train.element_spec[0].shape[0] // num_workers
     first, end = worker * rows, (worker + 1) * rows
-    mine = train.skip(first_step).map(lambda inputs, targets: (inputs[first:end], targets[first:end]))
+    mine = train.skip(first_step).map(lambda *batch: tuple(part[first:end] for part in batch))
     return mine.rebatch(rows // replicas_per_worker, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def distribute_by_rows(batches: tf.data.Dataset, strategy: tf.distribute.Strategy, *, first_step: int = 0):
+    """`batches` from `first_step` on, distributed by rows: each worker's share split among its replicas (worker_batches).
+
+    Training batches are a fixed function of --seed, so skipping those already trained on resumes the stream.
+    Validation is distributed the same way: each replica scores the same rows of every batch, so in streams
+    (--stream_windows) each carries its own streams' state from batch to batch, as in training.
+    """
+
+    def this_workers_batches(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        return worker_batches(
+            batches,
+            first_step=first_step,
+            worker=context.input_pipeline_id,
+            num_workers=context.num_input_pipelines,
+            replicas_per_worker=context.num_replicas_in_sync // context.num_input_pipelines,
+        )
+
+    return strategy.distribute_datasets_from_function(this_workers_batches)
 
 
 def _run_options(train: tf.data.Dataset, cfg: Config) -> tf.data.Dataset:
@@ -234,10 +269,3 @@ def _run_options(train: tf.data.Dataset, cfg: Config) -> tf.data.Dataset:
             tf.data.experimental.service.distribute(processing_mode="parallel_epochs", service=cfg.data_service_address)
         )
     return train.prefetch(tf.data.AUTOTUNE)
-
-
-def _shard_by_batch() -> tf.data.Options:
-    """Workers of a tf.distribute strategy each score their share of the batches (there is one validation file)."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return options

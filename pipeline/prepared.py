@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from files import write_file_atomically
-from pipeline import windows
+from pipeline import streams, windows
 from pipeline.vocab import Vocabulary, count_chars as count_chars_of, vocabulary_from_counts
 
 FORMAT_VERSION = 1
@@ -122,6 +122,7 @@ def training_batches(
     *,
     seq_len: int,
     window_stride: int,
+    stream_windows: int,
     batch_size: int,
     shuffle_block: int,
     books_in_parallel: int,
@@ -132,6 +133,8 @@ def training_batches(
 
     Per pass: shard files in a seeded order, `books_in_parallel` read at once; each book's windows cut
     and shuffled; windows of several books mixed in blocks (windows.mix_books); blocks rebatched.
+    With stream_windows, each book's streams take the windows' place (cut at a seeded start, so every pass
+    reads other windows), and batches hold their windows in order, with `carried` (pipeline/streams.py).
     The file list is the dataset's source, so tf.distribute's FILE auto-sharding gives each worker its own files.
     """
     files = tf.data.Dataset.from_tensor_slices(list(prepared.train_shards))
@@ -144,7 +147,12 @@ def training_batches(
         return records.map(lambda position, record: (tf.stack([file_seed, position]), record))
 
     def shuffled_windows(book_seed, record):
-        book = windows.cut_windows(read_book_ids(record, prepared.id_dtype), seq_len=seq_len, stride=window_stride)
+        ids = read_book_ids(record, prepared.id_dtype)
+        if stream_windows:
+            book = streams.cut_streams(ids, seq_len=seq_len, stream_windows=stream_windows, seed=book_seed)
+            book = tf.reshape(book, [-1, stream_windows * (seq_len + 1)])  # one row per stream, for mix_books
+        else:
+            book = windows.cut_windows(ids, seq_len=seq_len, stride=window_stride)
         return book_seed, windows.shuffle_rows(book, book_seed)
 
     records = tf.data.Dataset.zip(files, file_seeds).interleave(
@@ -154,19 +162,22 @@ def training_batches(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     book_windows = records.map(shuffled_windows, num_parallel_calls=tf.data.AUTOTUNE)
-    blocks = windows.mix_books(book_windows, books_in_parallel=books_in_parallel, shuffle_block=shuffle_block)
-    return windows.make_batches(blocks, batch_size=batch_size, drop_remainder=True).repeat()
+    if stream_windows:
+        blocks = windows.mix_books(book_windows, books_in_parallel=books_in_parallel, shuffle_block=shuffle_block // stream_windows)
+        batches = streams.make_stream_batches(blocks, batch_size=batch_size, stream_windows=stream_windows, window_len=seq_len + 1)
+    else:
+        blocks = windows.mix_books(book_windows, books_in_parallel=books_in_parallel, shuffle_block=shuffle_block)
+        batches = windows.make_batches(blocks, batch_size=batch_size, drop_remainder=True)
+    return batches.repeat()
 
 
-def validation_batches(prepared: Prepared, *, seq_len: int, batch_size: int) -> tf.data.Dataset:
+def validation_batches(prepared: Prepared, *, seq_len: int, batch_size: int, stream_windows: int) -> tf.data.Dataset:
     """Non-overlapping windows of every book's validation part, in corpus order, each scored once: (input, target,
-    weight) batches, the last one filled up with windows of weight 0 (windows.make_scoring_batches)."""
-    book_windows = tf.data.TFRecordDataset(list(prepared.validation_shards)).map(
-        lambda record: windows.cut_windows(read_book_ids(record, prepared.id_dtype), seq_len=seq_len),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    num_windows = sum(windows.count_windows(n, seq_len=seq_len) for n in prepared.validation_chars)
-    return windows.make_scoring_batches(book_windows, num_windows=num_windows, batch_size=batch_size)
+    weight) batches, the last one filled up with windows of weight 0 (windows.make_scoring_batches).
+    With stream_windows, streams of windows instead, each window scored after the one before: (input, target,
+    weight, carried) batches (streams.make_scoring_streams)."""
+    book_ids = tf.data.TFRecordDataset(list(prepared.validation_shards)).map(lambda record: read_book_ids(record, prepared.id_dtype))
+    return streams.scoring_batches(book_ids, prepared.validation_chars, seq_len=seq_len, batch_size=batch_size, stream_windows=stream_windows)
 
 
 def _write_shards(corpus, *, vocabulary, validation_fraction, key, staging, log) -> None:

@@ -1,7 +1,10 @@
 import numpy as np
 
 from config import Config
-from models.char_lstm import build_model, initial_step_state, reset_states, step, step_weights
+import pytest
+import tensorflow as tf
+
+from models.char_lstm import build_model, initial_step_state, logits_and_state, lstm_units, reset_states, step, step_weights
 
 CONFIG = Config(embedding_dim=8, rnn_units=16)
 VOCAB_SIZE = 11
@@ -57,3 +60,17 @@ def test_one_step_at_a_time_gives_the_models_own_logits():
         stepped.append(logits.numpy())
 
     np.testing.assert_allclose(np.stack(stepped, axis=1), model(prefix).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("fast_cpu_lstm", [False, True], ids=["keras LSTM", "fast LSTM"])
+def test_a_window_that_continues_from_the_last_ones_state_scores_as_one_long_window(fast_cpu_lstm):
+    model = build_model(CONFIG.model, VOCAB_SIZE, fast_cpu_lstm=fast_cpu_lstm)
+    text = np.random.default_rng(0).integers(0, VOCAB_SIZE, size=(32, 12)).astype(np.int32)  # two groups of rows on 2 cores
+    empty = tuple((tf.zeros([32, units]), tf.zeros([32, units])) for units in lstm_units(model))
+
+    first, state = logits_and_state(model, text[:, :6], empty, training=False)
+    second, _ = logits_and_state(model, text[:, 6:], state, training=False)
+
+    np.testing.assert_allclose(first, model(text[:, :6]), atol=1e-5)  # an empty state is the model's own start
+    np.testing.assert_allclose(np.concatenate([first, second], axis=1), model(text), atol=1e-5)
+    assert not any(layer.return_state for layer in model.layers if hasattr(layer, "return_state"))  # as built

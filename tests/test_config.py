@@ -41,6 +41,7 @@ def test_settings_unknown_to_this_version_are_ignored():
         ({"gutenberg_mirror": "http://[::1"}, "--gutenberg_mirror='http://\\[::1' is neither"),
         ({"gutenberg_mirror": "https://host:port"}, "is neither an http://, https:// or file:// URL nor a directory"),
         ({"gutenberg_mirror": ""}, "--gutenberg_mirror='' is neither"),
+        ({"stream_windows": 64, "window_stride": 32}, "--window_stride=32 and --stream_windows=64 both say where windows start"),
         ({"steps": 6000, "train_minutes": 10.0}, "--steps=6000 and --train_minutes=10 both say how long to train; give one"),
         ({"train_minutes": -1.0}, "--train_minutes=-1.0 must be between 0"),
     ],

@@ -100,6 +100,45 @@ def test_window_stride_overlaps_training_windows_and_keeps_steps_per_epoch_exact
     assert sum(1 for _ in epoch) == data.steps_per_epoch
 
 
+def test_in_streams_each_row_reads_on_where_its_last_window_ended(tiny_config):
+    cfg = dataclasses.replace(tiny_config, stream_windows=4)
+    data = make_datasets(cfg)
+    (book,) = read_books(cfg)
+    train_text = book.text[: len(book.text) - int(len(book.text) * cfg.validation_fraction)]
+    assert data.steps_per_epoch == (len(train_text) - 1) // (4 * 32) // 16 * 4
+    decode = data.vocabulary.decode
+    batches = list(data.train.take(2 * data.steps_per_epoch))
+    assert [carried.numpy().tolist() for _, _, carried in batches[:5]] == [[0] * 16] + [[1] * 16] * 3 + [[0] * 16]
+    for (inputs, targets, _), (next_inputs, _, carried) in zip(batches, batches[1:]):
+        for row in range(16):
+            if carried[row]:  # this row's stream goes on: its input starts with the last window's last target
+                read_on = decode(inputs[row]) + decode(next_inputs[row])
+                assert read_on in train_text and targets[row, -1] == next_inputs[row, 0]
+    first_pass, second_pass = (
+        {decode(inputs[row]) for inputs, _, _ in half for row in range(16)}
+        for half in (batches[: data.steps_per_epoch], batches[data.steps_per_epoch :])
+    )
+    assert len(first_pass) == 16 * data.steps_per_epoch  # every window once per pass
+    assert first_pass != second_pass  # the next pass cuts its streams elsewhere
+
+
+def test_in_streams_validation_scores_every_window_once_reading_on_from_the_last(tiny_config):
+    cfg = dataclasses.replace(tiny_config, stream_windows=4)
+    data = make_datasets(cfg)
+    (book,) = read_books(cfg)
+    validation_text = book.text[len(book.text) - int(len(book.text) * cfg.validation_fraction) :]
+    decode = data.vocabulary.decode
+    scored = [
+        decode(inputs[row]) for inputs, _, weights, _ in data.validation for row in range(16) if weights[row] == 1
+    ]
+    assert sorted(scored) == sorted(validation_text[i : i + 32] for i in range(0, len(validation_text) - 32, 32))
+
+
+def test_a_corpus_shorter_than_one_batch_of_streams_says_what_to_change(tiny_config):
+    with pytest.raises(UserError, match="streams of --stream_windows x --seq_len.*lower --batch_size, --stream_windows or --seq_len"):
+        make_datasets(dataclasses.replace(tiny_config, stream_windows=400))
+
+
 def test_the_same_seed_gives_the_same_batches_and_every_pass_is_shuffled_anew(tiny_config):
     def first_inputs(seed, *, take):
         data = make_datasets(dataclasses.replace(tiny_config, seed=seed))
@@ -174,18 +213,20 @@ def test_many_cut_books_are_named_up_to_ten_then_counted(tiny_config, tmp_path, 
 
 
 @pytest.mark.parametrize("first_step", [0, 3])
-def test_workers_and_replicas_share_the_very_batches_one_device_trains_on(tiny_config, first_step):
+@pytest.mark.parametrize("stream_windows", [0, 4], ids=["windows", "streams"])
+def test_workers_and_replicas_share_the_very_batches_one_device_trains_on(tiny_config, first_step, stream_windows):
     def training_batches():  # as a new process makes them: each pass over a dataset object is shuffled anew
         tf.random.set_seed(0)
-        return make_datasets(tiny_config).train  # global batches of 16 rows
+        return make_datasets(dataclasses.replace(tiny_config, stream_windows=stream_windows)).train  # batches of 16 rows
 
-    one_device = [inputs.numpy() for inputs, _ in training_batches().take(6)]
+    one_device = [[part.numpy() for part in batch] for batch in training_batches().take(6)]
     # Two workers of two replicas each: every worker yields 2 per-replica batches of 4 rows per step.
     shares = []
     for w in range(2):
         share = worker_batches(training_batches(), first_step=first_step, worker=w, num_workers=2, replicas_per_worker=2)
-        shares.append([inputs.numpy() for inputs, _ in share.take(4)])
-    assert {share.shape for worker in shares for share in worker} == {(4, 32)}
-    for step in range(2):  # the replicas' rows, worker by worker, make up the global batch of that step
-        rebuilt = np.concatenate([shares[w][2 * step + r] for w in range(2) for r in range(2)])
-        np.testing.assert_array_equal(rebuilt, one_device[first_step + step])
+        shares.append([[part.numpy() for part in batch] for batch in share.take(4)])
+    assert {part.shape[0] for worker in shares for batch in worker for part in batch} == {4}
+    for step in range(2):  # the replicas' rows, worker by worker, make up the global batch of that step (carried too)
+        for part, whole in enumerate(one_device[first_step + step]):
+            rebuilt = np.concatenate([shares[w][2 * step + r][part] for w in range(2) for r in range(2)])
+            np.testing.assert_array_equal(rebuilt, whole)

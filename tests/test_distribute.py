@@ -25,7 +25,7 @@ cli.import_tensorflow_quietly()
 import json, numpy as np, keras, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import distribute, optimization, training
+import distribute, evaluation, optimization, training
 from config import Config
 from models.char_lstm import build_model
 from pipeline.windows import split_input_target
@@ -33,24 +33,36 @@ from pipeline.windows import split_input_target
 cfg = Config(embedding_dim=8, rnn_units=16, batch_size=8, seq_len=10, learning_rate=0.01, clipnorm=1.0)
 windows = np.random.default_rng(0).integers(1, 20, size=(64, 11)).astype(np.int32)
 batches = tf.data.Dataset.from_tensor_slices(windows).map(split_input_target).batch(8, drop_remainder=True).repeat()
+# The same batches as streams of 4 windows (the state carried after each stream's first): each replica carries its own rows'.
+streams = batches.enumerate().map(lambda step, batch: (*batch, tf.fill([8], tf.cast(step % 4 > 0, tf.float32))))
 
-def losses(strategy, steps_per_call):
+def losses(strategy, steps_per_call, data=batches):
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = build_model(cfg.model, 20)
         optimizer = optimization.make_optimizer(cfg, model, total_steps=12, num_replicas=strategy.num_replicas_in_sync)
-    train_steps = training.make_train_steps(model, optimizer, strategy, global_batch_size=cfg.batch_size)
-    iterator = iter(strategy.experimental_distribute_dataset(batches))
+    train_steps = training.make_train_steps(model, optimizer, strategy, global_batch_size=cfg.batch_size, streams=data is streams)
+    iterator = iter(strategy.experimental_distribute_dataset(data))
     return [float(loss) for _ in range(12 // steps_per_call) for loss in train_steps(iterator, steps_per_call)]
 
+def streams_scored(strategy):  # validation in streams: bits/char of 8 batches of the streams, each replica its own rows'
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = build_model(cfg.model, 20)
+    scoring = streams.take(8).map(lambda inputs, targets, carried: (inputs, targets, tf.ones([8]), carried))
+    return evaluation.make_evaluate(model, strategy, stream_rows=8)(scoring)[0]
+
 mirrored = distribute.make_strategy("mirrored")
-print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "one_device": losses(distribute.make_strategy("default"), 1),
-                  "mirrored": losses(mirrored, 1), "mirrored_4_per_call": losses(mirrored, 4)}))
+one_device = distribute.make_strategy("default")
+print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "one_device": losses(one_device, 1),
+                  "mirrored": losses(mirrored, 1), "mirrored_4_per_call": losses(mirrored, 4),
+                  "streams_one_device": losses(one_device, 1, streams), "streams_mirrored": losses(mirrored, 4, streams),
+                  "streams_scored": [streams_scored(one_device), streams_scored(mirrored)]}))
 """
 
 
 @pytest.mark.smoke
-def test_mirrored_over_two_devices_matches_one_device_one_or_several_steps_per_call():
+def test_mirrored_over_two_devices_matches_one_device_one_or_several_steps_per_call_in_windows_or_streams():
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED_AGAINST_ONE_DEVICE], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300
     )
@@ -61,6 +73,11 @@ def test_mirrored_over_two_devices_matches_one_device_one_or_several_steps_per_c
     for one, mirrored, four_per_call in zip(losses["one_device"], losses["mirrored"], losses["mirrored_4_per_call"], strict=True):
         assert mirrored == pytest.approx(one, rel=1e-3)
         assert four_per_call == pytest.approx(mirrored, rel=1e-6)
+    assert losses["streams_one_device"][0] == pytest.approx(losses["one_device"][0], rel=1e-6)  # a stream's first window
+    carrying = [abs(stream - window) for stream, window in zip(losses["streams_one_device"], losses["one_device"])]
+    assert max(carrying) > 0.01  # windows read on from the state the last ones left
+    assert losses["streams_mirrored"] == pytest.approx(losses["streams_one_device"], rel=1e-5)  # each replica its own rows'
+    assert losses["streams_scored"][1] == pytest.approx(losses["streams_scored"][0], rel=1e-5)
 
 
 # Float16 over two logical CPU devices: a normal step, a step whose gradients overflow on replica 1 only, two normal
@@ -178,6 +195,7 @@ def test_two_workers_train_resume_together_or_refuse_when_their_checkpoints_diff
         f"--export_dir={tmp_path / 'export'}",
         "--seq_len=32",
         "--batch_size=8",  # validation's last batch is not full: its filler windows keep every replica's share equal
+        "--stream_windows=4",  # each worker's replica carries the state of its own rows, in training and validation
         "--embedding_dim=8",
         "--rnn_units=16",
         "--log_every=4",

@@ -25,8 +25,11 @@ from pipeline.datasets import make_datasets
 
 
 @pytest.mark.smoke
-def test_run_trains_exports_and_resumes_as_train_py_does(tiny_config, tmp_path, capsys):
-    cfg = dataclasses.replace(tiny_config, steps=40, learning_rate=0.01, log_every=20, sample_length=0)
+@pytest.mark.parametrize("stream_windows", [0, 4], ids=["windows", "streams"])
+def test_run_trains_exports_and_resumes_as_train_py_does(tiny_config, tmp_path, capsys, stream_windows):
+    cfg = dataclasses.replace(
+        tiny_config, steps=40, learning_rate=0.01, log_every=20, sample_length=0, stream_windows=stream_windows
+    )
     export_dir = tmp_path / "export"
 
     result = training.run(cfg)
@@ -61,7 +64,7 @@ def test_patience_stops_training_and_keeps_the_best_weights(tiny_config, tmp_pat
     data = dataclasses.replace(make_datasets(cfg), steps_per_epoch=2)
     # Validation scores, one per epoch: the second is the best, then two epochs without improvement.
     scores = iter([3.0, 2.5, 2.7, 2.6, 2.4])
-    monkeypatch.setattr(training, "make_evaluate", lambda model, strategy: lambda batches: (next(scores), 100))
+    monkeypatch.setattr(training, "make_evaluate", lambda model, strategy, **_: lambda batches: (next(scores), 100))
     strategy = make_strategy("default")
     model = build_model(cfg.model, data.vocabulary.size)
     total_steps = tf.Variable(20, dtype=tf.int64)
@@ -172,7 +175,7 @@ def test_weights_that_became_nan_are_never_checkpointed(tiny_config, tmp_path, m
     # embedding. The third update makes them NaN; the loss shows it only at the fourth step.
     steps = iter([(4.3, 0.01), (4.2, 0.02), (4.1, np.nan), (np.nan, np.nan)])
 
-    def make_train_steps(model, optimizer, strategy, *, global_batch_size):
+    def make_train_steps(model, optimizer, strategy, *, global_batch_size, streams):
         def train_steps(batches, num_steps):
             assert num_steps == 1  # checkpoint_every=1: the host looks after every step
             loss, weight = next(steps)
