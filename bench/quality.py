@@ -62,7 +62,7 @@ def main(argv):
             name: getattr(recipe, name)
             for name in (
                 "embedding_dim", "rnn_units", "dropout", "batch_size", "seq_len", "learning_rate", "warmup_steps",
-                "lr_decay", "final_lr_fraction", "adam_beta2", "precision", "seed",
+                "lr_decay", "final_lr_fraction", "adam_beta2", "stream_windows", "precision", "seed",
             )
         },
     }
