@@ -72,8 +72,7 @@ def scoring_batches(
 
 def count_scoring_streams(num_chars: int, *, seq_len: int, stream_windows: int) -> int:
     """How many streams make_scoring_streams makes of a book: its windows, the last stream filled up (0 without a window)."""
-    num_windows = max(0, (num_chars - 1) // seq_len)
-    return -(-num_windows // stream_windows)
+    return -(-count_windows(num_chars, seq_len=seq_len, stride=seq_len) // stream_windows)
 
 
 def make_scoring_streams(
@@ -88,9 +87,8 @@ def make_scoring_streams(
     window_len = seq_len + 1
 
     def streams_of(ids):
-        num_windows = (tf.shape(ids)[0] - 1) // seq_len
-        starts = tf.range(num_windows) * seq_len
-        windows = tf.gather(ids, starts[:, None] + tf.range(window_len)[None, :])
+        windows = cut_windows(ids, seq_len=seq_len, stride=seq_len)  # each starting with the last one's last character
+        num_windows = tf.shape(windows)[0]
         filler = -num_windows % stream_windows
         windows = tf.concat([windows, tf.zeros([filler, window_len], ids.dtype)], axis=0)
         weights = tf.concat([tf.ones([num_windows]), tf.zeros([filler])], axis=0)
