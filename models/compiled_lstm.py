@@ -85,16 +85,27 @@ def pack(kernel: tf.Tensor) -> tf.Tensor:
     return tf.transpose(tf.reshape(tf.cast(kernel, tf.float32), [k, n // 16, 16]), [1, 0, 2])
 
 
-def forward_loop(x_part, bias, h0, c0, recurrent_kernel, output_dtype):
-    """fast_lstm._forward_loop's contract, as one op: the recurrent products in recurrent_kernel's dtype (as x_part's)."""
-    outputs, h, c, cells, gates = load_ops().charbook_lstm_forward(x_part, bias, h0, c0, pack(recurrent_kernel))
+def forward_loop(x_part, bias, h0, c0, recurrent_kernel, *, ids=None, output_dtype, groups=1):
+    """fast_lstm's forward loop (fast_lstm._loops) as one op, its `groups` groups of rows side by side on the CPU's threads;
+    the recurrent products in recurrent_kernel's dtype (as x_part's)."""
+    outputs, h, c, cells, gates = load_ops().charbook_lstm_forward(
+        x_part, _ids_or_none(ids), bias, h0, c0, pack(recurrent_kernel), row_groups=groups
+    )
     return tf.cast(outputs, output_dtype), h, c, cells, gates
 
 
-def backward_loop(d_outputs, d_h, d_c, gates, cells, c0, recurrent_kernel_t):
-    """fast_lstm._backward_loop's contract, as one op: d_gates in recurrent_kernel_t's dtype, the rest float32."""
+def backward_loop(d_outputs, d_h, d_c, gates, cells, c0, recurrent_kernel_t, *, ids=None, table_rows=None, groups=1):
+    """fast_lstm's backward loop as one op: d_gates in recurrent_kernel_t's dtype, the rest float32; given ids, the
+    table's gradient summed per id as the loop goes (no pass over d_gates of its own), else None."""
     d_outputs = tf.cast(d_outputs, recurrent_kernel_t.dtype)
-    return load_ops().charbook_lstm_backward(d_outputs, d_h, d_c, gates, cells, c0, pack(recurrent_kernel_t))
+    d_gates, d_bias, d_h0, d_c0, d_table = load_ops().charbook_lstm_backward(
+        d_outputs, d_h, d_c, gates, cells, c0, pack(recurrent_kernel_t), _ids_or_none(ids), row_groups=groups, table_rows=table_rows or 0
+    )
+    return d_gates, d_bias, d_h0, d_c0, d_table if ids is not None else None
+
+
+def _ids_or_none(ids):
+    return tf.zeros([0], tf.int32) if ids is None else ids  # the ops take no ids as an empty tensor
 
 
 class _Unavailable(Exception):

@@ -42,7 +42,7 @@ class LSTM(keras.layers.LSTM):
     (none of which charbook uses) take Keras' own loop.
 
     Called with `ids` and `embeddings` (by Sequential below, when this is the first LSTM), `sequences` must
-    be embeddings[ids]: the input product is then looked up per id instead of multiplied (input_product_by_lookup).
+    be embeddings[ids]: the input product is then looked up per id instead of multiplied (lookup_table).
     """
 
     _lookup = None  # the ids and embedding table of the call being traced, for inner_loop
@@ -60,18 +60,15 @@ class LSTM(keras.layers.LSTM):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         matmul_dtype = products_dtype(self.compute_dtype)
         kernel, recurrent_kernel, bias = (tf.convert_to_tensor(w) for w in (self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias))
-        groups = row_groups(sequences.shape[0], cpu_cores())
         if self._lookup:
-            ids, embeddings = self._lookup.ids, self._lookup.embeddings
-            input_parts = input_product_by_lookup(ids, embeddings, kernel, groups, matmul_dtype=matmul_dtype)
+            x_part, ids = lookup_table(self._lookup.embeddings, kernel), time_major(self._lookup.ids)
         else:
-            input_parts = [input_product(x, kernel, matmul_dtype=matmul_dtype) for x in tf.split(sequences, groups)]
-        runs = [
-            run_recurrence(*rows, recurrent_kernel, bias, output_dtype=sequences.dtype)
-            for rows in zip(input_parts, tf.split(initial_state[0], groups), tf.split(initial_state[1], groups))
-        ]
-        outputs = tf.transpose(tf.concat([run[0] for run in runs], axis=1), [1, 0, 2])  # [batch, time, units]
-        h, c = (tf.concat([run[k] for run in runs], axis=0) for k in (1, 2))
+            x_part, ids = input_product(sequences, kernel, matmul_dtype=matmul_dtype), None
+        outputs, h, c = run_recurrence(
+            x_part, *initial_state, recurrent_kernel, bias, ids=ids, matmul_dtype=matmul_dtype,
+            groups=row_groups(sequences.shape[0], cpu_cores()), output_dtype=sequences.dtype,
+        )
+        outputs = tf.transpose(outputs, [1, 0, 2])  # [batch, time, units]
         return outputs[:, -1], outputs, [tf.cast(h, sequences.dtype), tf.cast(c, sequences.dtype)]
 
 
@@ -109,10 +106,10 @@ MIN_ROWS_PER_GROUP = 16  # fewer rows make the per-step products too small to ru
 def row_groups(batch_size: int | None, cores: int) -> int:
     """How many independent groups of rows to run the recurrence in: one per core, each of at least MIN_ROWS_PER_GROUP rows.
 
-    The rows of a batch never meet inside an LSTM, so each group runs as a loop of its own, and TensorFlow
-    runs independent loops side by side, one per core. At charbook's sizes a step's products are small, and
-    two of them side by side, one per core, measured nearly twice as fast as each spread over both cores
-    (bench/README.md). A batch size unknown while tracing, or one the groups would not divide evenly, gets one group.
+    The rows of a batch never meet inside an LSTM, so each group runs as a loop of its own, side by side, one per
+    core (the compiled op on the CPU's threads, TensorFlow's loops as independent ops). At charbook's sizes a
+    step's products are small, and two of them side by side, one per core, measured nearly twice as fast as each
+    spread over both cores (bench/README.md). A batch size unknown while tracing, or one the groups would not divide evenly, gets one group.
     """
     if batch_size is None:
         return 1
@@ -134,29 +131,21 @@ def input_product(x, kernel, *, matmul_dtype=tf.float32):
     return tf.reshape(product, [time, batch, kernel.shape[-1]])
 
 
-def input_product_by_lookup(ids, embeddings, kernel, groups, *, matmul_dtype=tf.float32):
-    """input_product(embeddings[ids], kernel) for each of `groups` groups of rows of ids [batch, time], computed as a
-    lookup in the table embeddings @ kernel [vocab, 4 * units], as generation does (char_lstm.StepWeights).
+def lookup_table(embeddings, kernel):
+    """The first LSTM's input product of every id, embeddings @ kernel [vocab, 4 * units] in float32: looked up per
+    character (run_recurrence's ids), as generation does (char_lstm.StepWeights).
 
     The products over every character, forward and back (the gradients of the input and of the kernel), become
     products of the vocabulary's size: at the default size, 14% of a training step's arithmetic.
     """
-    table = tf.matmul(tf.cast(embeddings, tf.float32), tf.cast(kernel, tf.float32))
-    # Read in time-major order rather than transposed: transposing int32 (even cast to int64 first, which TensorFlow
-    # reorders) makes oneDNN print an error line ("supports DT_INT32 only on platforms with AVX-512").
+    return tf.matmul(tf.cast(embeddings, tf.float32), tf.cast(kernel, tf.float32))
+
+
+def time_major(ids):
+    """ids [batch, time] -> [time, batch], read in that order rather than transposed: transposing int32 (even cast to
+    int64 first, which TensorFlow reorders) makes oneDNN print an error line ("supports DT_INT32 only on platforms with AVX-512")."""
     batch, time = tf.shape(ids)[0], tf.shape(ids)[1]
-    time_major_ids = tf.gather(tf.reshape(ids, [-1]), tf.range(time)[:, None] + time * tf.range(batch)[None, :])
-    return [_lookup(table, rows, matmul_dtype) for rows in tf.split(time_major_ids, groups, axis=1)]
-
-
-def _lookup(table, ids, dtype):
-    """table[ids] in dtype; the gradient sums each id's rows into the float32 table's rows, in float32."""
-
-    @tf.custom_gradient
-    def lookup(table):
-        return tf.cast(tf.gather(table, ids), dtype), lambda d_rows: _sum_rows_per_id(d_rows, ids, table.shape[0])
-
-    return lookup(table)
+    return tf.gather(tf.reshape(ids, [-1]), tf.range(time)[:, None] + time * tf.range(batch)[None, :])
 
 
 @tf.function(jit_compile=True)  # XLA's sum measured twice as fast as TensorFlow's kernel (bench/README.md)
@@ -164,35 +153,45 @@ def _sum_rows_per_id(rows, ids, vocab_size):
     return tf.math.unsorted_segment_sum(tf.cast(rows, tf.float32), ids, vocab_size)
 
 
-def run_recurrence(x_part, h0, c0, recurrent_kernel, bias, *, output_dtype=tf.float32):
+def run_recurrence(x_part, h0, c0, recurrent_kernel, bias, *, ids=None, matmul_dtype=None, groups=1, output_dtype=tf.float32):
     """Keras' LSTM over a time-major sequence's input part, with its gradient: x_part [time, batch, 4 * units] (the
-    input product, bias not added), h0 and c0 [batch, units] -> (outputs [time, batch, units] in output_dtype,
-    last h, last c in float32).
+    input product, bias not added) or, given ids [time, batch], the float32 table [vocab, 4 * units] of input products
+    they pick rows of (lookup_table); h0 and c0 [batch, units] -> (outputs [time, batch, units] in output_dtype,
+    last h, last c in float32). The rows run in `groups` groups side by side (row_groups).
 
-    The recurrent products take x_part's dtype (float32 or bfloat16); the cell state and gates are float32.
+    The recurrent products take matmul_dtype (float32 or bfloat16; x_part's dtype if not given); the cell state and
+    gates are float32.
     """
     units = recurrent_kernel.shape[0]
-    matmul_dtype = x_part.dtype
+    matmul_dtype = matmul_dtype or x_part.dtype
+    table_rows = x_part.shape[0] if ids is not None else None
 
     @tf.custom_gradient
     def run(x_part, h0, c0, recurrent_kernel, bias):
         h0, c0 = tf.cast(h0, tf.float32), tf.cast(c0, tf.float32)
         # Gradients come from `grad` below: stop_gradient keeps an eager tape from differentiating the loop too.
         forward_loop, backward_loop, loop_dtype = _loops(units, matmul_dtype)
-        loop_inputs = [tf.stop_gradient(t) for t in (x_part, tf.cast(bias, tf.float32), h0, c0, tf.cast(recurrent_kernel, loop_dtype))]
-        outputs, h, c, cells, gates = forward_loop(*loop_inputs, output_dtype=output_dtype)
+        loop_inputs = [tf.cast(x_part, matmul_dtype), tf.cast(bias, tf.float32), h0, c0, tf.cast(recurrent_kernel, loop_dtype)]
+        loop_inputs = [tf.stop_gradient(t) for t in loop_inputs]
+        outputs, h, c, cells, gates = forward_loop(*loop_inputs, ids=ids, output_dtype=output_dtype, groups=groups)
 
         def grad(d_outputs, d_h, d_c):
-            # The loop sums the bias' gradient as it goes, and hands d_gates back in its products' dtype: ready for
-            # the products below when that is matmul_dtype (an XLA loop's bfloat16 conversions measured slow).
+            # The loop sums the bias' gradient (and the table's) as it goes, and hands d_gates back in its products' dtype:
+            # ready for the products below when that is matmul_dtype (an XLA loop's bfloat16 conversions measured slow).
             recurrent_kernel_t = tf.transpose(tf.cast(recurrent_kernel, loop_dtype))
             d_state = (tf.cast(d_h, tf.float32), tf.cast(d_c, tf.float32))
-            d_gates, d_bias, d_h0, d_c0 = backward_loop(d_outputs, *d_state, gates, cells, c0, recurrent_kernel_t)
+            d_gates, d_bias, d_h0, d_c0, d_table = backward_loop(
+                d_outputs, *d_state, gates, cells, c0, recurrent_kernel_t, ids=ids, table_rows=table_rows, groups=groups
+            )
             d_gates = tf.cast(d_gates, matmul_dtype)
             # The recurrent kernel's gradient as one product over all steps: [units, time * batch] @ [time * batch, 4 * units].
             previous_h = tf.reshape(tf.concat([tf.cast(h0[None], outputs.dtype), outputs[:-1]], axis=0), [-1, units])
             d_recurrent = tf.matmul(tf.cast(previous_h, matmul_dtype), tf.reshape(d_gates, [-1, 4 * units]), transpose_a=True)
-            return d_gates, tf.cast(d_h0, h0.dtype), tf.cast(d_c0, c0.dtype), tf.cast(d_recurrent, recurrent_kernel.dtype), tf.cast(d_bias, bias.dtype)
+            d_x_part = d_gates if ids is None else d_table
+            return (
+                tf.cast(d_x_part, x_part.dtype), tf.cast(d_h0, h0.dtype), tf.cast(d_c0, c0.dtype),
+                tf.cast(d_recurrent, recurrent_kernel.dtype), tf.cast(d_bias, bias.dtype),
+            )
 
         return (outputs, h, c), grad
 
@@ -217,8 +216,38 @@ def _loops(units: int, matmul_dtype: tf.DType):
     if compiled_lstm.can_run(units, matmul_dtype):
         return compiled_lstm.forward_loop, compiled_lstm.backward_loop, matmul_dtype
     if units <= XLA_LOOPS_UP_TO_UNITS:
-        return _forward_loop_in_xla, _backward_loop_in_xla, tf.float32
-    return _forward_loop, _backward_loop, matmul_dtype
+        return _forward_in_row_groups(_forward_loop_in_xla), _backward_in_row_groups(_backward_loop_in_xla), tf.float32
+    return _forward_in_row_groups(_forward_loop), _backward_in_row_groups(_backward_loop), matmul_dtype
+
+
+def _forward_in_row_groups(loop):
+    """One of the TensorFlow forward loops below as the compiled op's contract (compiled_lstm.forward_loop): the ids'
+    rows of the table looked up, then one loop per group of rows, which TensorFlow runs side by side."""
+
+    def forward(x_part, bias, h0, c0, recurrent_kernel, *, ids, output_dtype, groups):
+        if ids is not None:
+            x_part = tf.gather(x_part, ids)
+        rows = zip(tf.split(x_part, groups, axis=1), tf.split(h0, groups), tf.split(c0, groups))
+        runs = [loop(x, bias, h, c, recurrent_kernel, output_dtype=output_dtype) for x, h, c in rows]
+        return tuple(tf.concat([run[k] for run in runs], axis=0 if k in (1, 2) else 1) for k in range(5))
+
+    return forward
+
+
+def _backward_in_row_groups(loop):
+    """One of the TensorFlow backward loops below as compiled_lstm.backward_loop's contract: one loop per group of rows,
+    then, given ids, the gradient of the table summed per id."""
+
+    def backward(d_outputs, d_h, d_c, gates, cells, c0, recurrent_kernel_t, *, ids, table_rows, groups):
+        per_step = (tf.split(t, groups, axis=1) for t in (d_outputs, gates, cells))
+        per_row = (tf.split(t, groups) for t in (d_h, d_c, c0))
+        runs = [loop(d_o, d_h, d_c, g, c, c0, recurrent_kernel_t) for (d_o, g, c), (d_h, d_c, c0) in zip(zip(*per_step), zip(*per_row))]
+        d_gates = tf.concat([run[0] for run in runs], axis=1)
+        d_table = _sum_rows_per_id(d_gates, ids, table_rows) if ids is not None else None
+        d_h0, d_c0 = (tf.concat([run[k] for run in runs], axis=0) for k in (2, 3))
+        return d_gates, tf.add_n([run[1] for run in runs]), d_h0, d_c0, d_table
+
+    return backward
 
 
 def _forward_loop(x_part, bias, h0, c0, recurrent_kernel, output_dtype):

@@ -1,7 +1,9 @@
 // The recurrence of Keras' LSTM (gates i, f, c, o) as two TensorFlow ops: one kernel per loop, forward and back.
 //
 // models/compiled_lstm.py builds and loads this file and wraps the two ops in fast_lstm's loop contract; the input
-// product, the bias's place and the weight gradients stay in TensorFlow (models/fast_lstm.py). The loops
+// product and the weight gradients stay in TensorFlow (models/fast_lstm.py), except in the first LSTM, whose input
+// product the ops look up per id in a table (and sum the table's gradient per id). Each op runs a batch's rows in
+// groups side by side, one per core (RunRowGroups). The loops
 // (lstm_kernel_loops.h) are compiled twice, for two instruction sets, each inside a #pragma GCC target region:
 // - AVX2 and FMA (x86-64 CPUs since 2013): each step's product h @ recurrent_kernel in float32;
 // - AVX-512 BF16: the product in bfloat16 with float32 sums (vdpbf16ps), on the kernel packed in pairs of rows.
@@ -9,6 +11,7 @@
 // the library itself is built for AVX2 and FMA. Cell state and gates stay float32 in both.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <tuple>
@@ -18,6 +21,7 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/platform/blocking_counter.h"
 
 namespace {
 
@@ -27,6 +31,14 @@ using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
 using tensorflow::TensorShape;
+
+// The rows one call runs: `count` rows from row `first` of arrays that hold `batch` rows per step. A layer's batch
+// is run as a few such calls side by side, one per core (the ops in lstm_kernel.cc); rows never meet in an LSTM.
+struct Rows {
+  int first, count, batch;
+  size_t At(int t, int r, int width) const { return (static_cast<size_t>(t) * batch + first + r) * width; }  // [time, batch, width]
+  size_t At(int r, int width) const { return (static_cast<size_t>(first) + r) * width; }                       // [batch, width]
+};
 
 // ---- AVX2 and FMA: products in float32 ----
 #pragma GCC push_options
@@ -213,13 +225,59 @@ bool CheckInputType(OpKernelContext* ctx, const Tensor& kernel) {
   return true;
 }
 
+// Runs run(rows) for `groups` nearly equal groups of a batch's rows side by side: the last group on this thread, the
+// others on the CPU device's thread pool (one per core, as fast_lstm.row_groups picks them).
+template <typename Run>
+void RunRowGroups(OpKernelContext* ctx, int batch, int groups, const Run& run) {
+  groups = std::max(1, std::min(groups, batch));
+  const auto rows = [&](int g) {
+    const int first = static_cast<int>(static_cast<int64_t>(batch) * g / groups);
+    return Rows{first, static_cast<int>(static_cast<int64_t>(batch) * (g + 1) / groups) - first, batch};
+  };
+  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  if (pool->CurrentThreadId() != -1) {  // called from one of the pool's own threads: waiting on the pool could deadlock
+    for (int g = 0; g < groups; g++) run(g, rows(g));
+    return;
+  }
+  tensorflow::BlockingCounter others(groups - 1);
+  for (int g = 0; g + 1 < groups; g++) {
+    pool->Schedule([&, g] {
+      run(g, rows(g));
+      others.DecrementCount();
+    });
+  }
+  run(groups - 1, rows(groups - 1));
+  others.Wait();
+}
+
+// ids [time, batch], each a row of a table of `table_rows`; an empty tensor where the op takes no ids.
+bool CheckIds(OpKernelContext* ctx, const Tensor& ids, int64_t table_rows) {
+  if (ids.NumElements() == 0) return true;
+  if (ids.dims() != 2) {
+    ctx->CtxFailure(tensorflow::errors::InvalidArgument("ids must be [time, batch], not ", ids.shape().DebugString()));
+    return false;
+  }
+  const int32_t* id = ids.flat<int32_t>().data();
+  for (int64_t k = 0; k < ids.NumElements(); k++) {
+    if (id[k] < 0 || id[k] >= table_rows) {
+      ctx->CtxFailure(tensorflow::errors::InvalidArgument("id ", id[k], " is not a row of the table of ", table_rows, " rows"));
+      return false;
+    }
+  }
+  return true;
+}
+
 template <typename T>
 class ForwardOp : public OpKernel {
  public:
-  explicit ForwardOp(OpKernelConstruction* c) : OpKernel(c) {}
+  explicit ForwardOp(OpKernelConstruction* c) : OpKernel(c) { OP_REQUIRES_OK(c, c->GetAttr("row_groups", &row_groups_)); }
   void Compute(OpKernelContext* ctx) override {
-    const Tensor &x_part = ctx->input(0), &bias = ctx->input(1), &h0 = ctx->input(2), &c0 = ctx->input(3), &kernel = ctx->input(4);
-    const int time = x_part.dim_size(0), batch = x_part.dim_size(1), N = x_part.dim_size(2), U = N / 4;
+    const Tensor &x = ctx->input(0), &ids = ctx->input(1), &bias = ctx->input(2), &h0 = ctx->input(3), &c0 = ctx->input(4),
+                 &kernel = ctx->input(5);
+    const bool lookup = ids.NumElements() > 0;
+    if (!CheckIds(ctx, ids, x.dim_size(0))) return;
+    const int time = lookup ? ids.dim_size(0) : x.dim_size(0), batch = lookup ? ids.dim_size(1) : x.dim_size(1);
+    const int N = x.dim_size(x.dims() - 1), U = N / 4;
     if (!CheckShapes(ctx, U, time, batch) || !CheckKernel(ctx, kernel, U, N) || !CheckInputType<T>(ctx, kernel)) return;
     Tensor *outputs, *h, *c, *cells, *gates;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({time, batch, U}), &outputs));
@@ -227,51 +285,84 @@ class ForwardOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({batch, U}), &c));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({time, batch, U}), &cells));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({time, batch, N}), &gates));
-    const auto args = [&](auto* w) {
-      return std::make_tuple(x_part.flat<T>().data(), bias.flat<float>().data(), h0.flat<float>().data(), c0.flat<float>().data(), w, time,
-                             batch, U, outputs->flat<T>().data(), h->flat<float>().data(), c->flat<float>().data(),
-                             cells->flat<float>().data(), gates->flat<float>().data());
-    };
-    if (kernel.dtype() == tensorflow::DT_BFLOAT16) {
-      std::apply(avx512_bf16::Forward<T>, args(reinterpret_cast<const uint16_t*>(kernel.flat<bfloat16>().data())));
-    } else if constexpr (std::is_same_v<T, float>) {
-      std::apply(avx2::Forward<T>, args(kernel.flat<float>().data()));
-    }
+    RunRowGroups(ctx, batch, row_groups_, [&](int, Rows rows) {
+      const auto args = [&](auto* w) {
+        return std::make_tuple(x.flat<T>().data(), lookup ? ids.flat<int32_t>().data() : nullptr, bias.flat<float>().data(),
+                               h0.flat<float>().data(), c0.flat<float>().data(), w, time, rows, U, outputs->flat<T>().data(),
+                               h->flat<float>().data(), c->flat<float>().data(), cells->flat<float>().data(), gates->flat<float>().data());
+      };
+      if (kernel.dtype() == tensorflow::DT_BFLOAT16) {
+        std::apply(avx512_bf16::Forward<T>, args(reinterpret_cast<const uint16_t*>(kernel.flat<bfloat16>().data())));
+      } else if constexpr (std::is_same_v<T, float>) {
+        std::apply(avx2::Forward<T>, args(kernel.flat<float>().data()));
+      }
+    });
   }
+
+ private:
+  int row_groups_;
 };
 
 template <typename T>
 class BackwardOp : public OpKernel {
  public:
-  explicit BackwardOp(OpKernelConstruction* c) : OpKernel(c) {}
+  explicit BackwardOp(OpKernelConstruction* c) : OpKernel(c) {
+    OP_REQUIRES_OK(c, c->GetAttr("row_groups", &row_groups_));
+    OP_REQUIRES_OK(c, c->GetAttr("table_rows", &table_rows_));
+  }
   void Compute(OpKernelContext* ctx) override {
     const Tensor &d_outputs = ctx->input(0), &d_h_in = ctx->input(1), &d_c_in = ctx->input(2), &gates = ctx->input(3),
-                 &cells = ctx->input(4), &c0 = ctx->input(5), &kernel = ctx->input(6);
+                 &cells = ctx->input(4), &c0 = ctx->input(5), &kernel = ctx->input(6), &ids = ctx->input(7);
     const int time = gates.dim_size(0), batch = gates.dim_size(1), N = gates.dim_size(2), U = N / 4;
+    const bool lookup = ids.NumElements() > 0;
     if (!CheckShapes(ctx, U, time, batch) || !CheckKernel(ctx, kernel, N, U) || !CheckInputType<T>(ctx, kernel)) return;
-    Tensor *d_gates, *d_bias, *d_h, *d_c;
+    if (!CheckIds(ctx, ids, table_rows_)) return;
+    if (lookup && (ids.dim_size(0) != time || ids.dim_size(1) != batch)) {
+      ctx->CtxFailure(tensorflow::errors::InvalidArgument("ids must be [", time, ", ", batch, "], not ", ids.shape().DebugString()));
+      return;
+    }
+    Tensor *d_gates, *d_bias, *d_h, *d_c, *d_table;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({time, batch, N}), &d_gates));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({N}), &d_bias));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({batch, U}), &d_h));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({batch, U}), &d_c));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({lookup ? table_rows_ : 0, N}), &d_table));
     std::memcpy(d_h->flat<float>().data(), d_h_in.flat<float>().data(), sizeof(float) * batch * U);
     std::memcpy(d_c->flat<float>().data(), d_c_in.flat<float>().data(), sizeof(float) * batch * U);
-    const auto args = [&](auto* wt) {
-      return std::make_tuple(d_outputs.flat<T>().data(), gates.flat<float>().data(), cells.flat<float>().data(), c0.flat<float>().data(), wt,
-                             time, batch, U, d_gates->flat<T>().data(), d_bias->flat<float>().data(), d_h->flat<float>().data(),
-                             d_c->flat<float>().data());
-    };
-    if (kernel.dtype() == tensorflow::DT_BFLOAT16) {
-      std::apply(avx512_bf16::Backward<T>, args(reinterpret_cast<const uint16_t*>(kernel.flat<bfloat16>().data())));
-    } else if constexpr (std::is_same_v<T, float>) {
-      std::apply(avx2::Backward<T>, args(kernel.flat<float>().data()));
-    }
+    // Each group of rows sums its own share of the bias' and the table's gradients; the shares are added after.
+    const int groups = std::max(1, std::min(row_groups_, batch));
+    const size_t table_size = static_cast<size_t>(d_table->NumElements());
+    std::vector<std::vector<float>> d_bias_shares(groups, std::vector<float>(N)), d_table_shares(groups, std::vector<float>(table_size));
+    RunRowGroups(ctx, batch, groups, [&](int g, Rows rows) {
+      const auto args = [&](auto* wt) {
+        return std::make_tuple(d_outputs.flat<T>().data(), gates.flat<float>().data(), cells.flat<float>().data(), c0.flat<float>().data(), wt,
+                               time, rows, U, d_gates->flat<T>().data(), d_bias_shares[g].data(), d_h->flat<float>().data(),
+                               d_c->flat<float>().data(), lookup ? ids.flat<int32_t>().data() : nullptr, d_table_shares[g].data());
+      };
+      if (kernel.dtype() == tensorflow::DT_BFLOAT16) {
+        std::apply(avx512_bf16::Backward<T>, args(reinterpret_cast<const uint16_t*>(kernel.flat<bfloat16>().data())));
+      } else if constexpr (std::is_same_v<T, float>) {
+        std::apply(avx2::Backward<T>, args(kernel.flat<float>().data()));
+      }
+    });
+    SumShares(d_bias_shares, d_bias->flat<float>().data());
+    SumShares(d_table_shares, d_table->flat<float>().data());
   }
+
+ private:
+  static void SumShares(const std::vector<std::vector<float>>& shares, float* sum) {
+    std::fill(sum, sum + shares[0].size(), 0.f);
+    for (const auto& share : shares)
+      for (size_t i = 0; i < share.size(); i++) sum[i] += share[i];
+  }
+  int row_groups_;
+  tensorflow::int64 table_rows_;
 };
 }  // namespace
 
 REGISTER_OP("CharbookLstmForward")
     .Input("x_part: T")
+    .Input("ids: int32")
     .Input("bias: float")
     .Input("h0: float")
     .Input("c0: float")
@@ -283,15 +374,18 @@ REGISTER_OP("CharbookLstmForward")
     .Output("gates: float")
     .Attr("T: {float, bfloat16}")
     .Attr("W: {float, bfloat16}")
+    .Attr("row_groups: int >= 1 = 1")
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
-      auto x = c->input(0);
-      auto state = c->input(2);
-      auto units = c->Dim(state, 1);
-      c->set_output(0, c->MakeShape({c->Dim(x, 0), c->Dim(x, 1), units}));
+      // x_part is [time, batch, 4U], or with ids [time, batch] the table [vocab, 4U] they pick rows of.
+      auto x = c->input(0), ids = c->input(1), state = c->input(3);
+      auto units = c->Dim(state, 1), gates = c->Dim(x, -1);
+      const bool lookup = c->RankKnown(ids) && c->Rank(ids) == 2;
+      auto time = lookup ? c->Dim(ids, 0) : c->Dim(x, 0), batch = lookup ? c->Dim(ids, 1) : c->Dim(x, 1);
+      c->set_output(0, c->MakeShape({time, batch, units}));
       c->set_output(1, state);
       c->set_output(2, state);
-      c->set_output(3, c->MakeShape({c->Dim(x, 0), c->Dim(x, 1), units}));
-      c->set_output(4, x);
+      c->set_output(3, c->MakeShape({time, batch, units}));
+      c->set_output(4, c->MakeShape({time, batch, gates}));
       return absl::OkStatus();
     });
 
@@ -303,18 +397,26 @@ REGISTER_OP("CharbookLstmBackward")
     .Input("cells: float")
     .Input("c0: float")
     .Input("kernel_t: W")
+    .Input("ids: int32")
     .Output("d_gates: T")
     .Output("d_bias: float")
     .Output("d_h0: float")
     .Output("d_c0: float")
+    .Output("d_table: float")
     .Attr("T: {float, bfloat16}")
     .Attr("W: {float, bfloat16}")
+    .Attr("row_groups: int >= 1 = 1")
+    .Attr("table_rows: int >= 0 = 0")
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
-      auto gates = c->input(3);
+      auto gates = c->input(3), ids = c->input(7);
+      tensorflow::int64 table_rows;
+      TF_RETURN_IF_ERROR(c->GetAttr("table_rows", &table_rows));
+      const bool lookup = c->RankKnown(ids) && c->Rank(ids) == 2;
       c->set_output(0, gates);
       c->set_output(1, c->MakeShape({c->Dim(gates, 2)}));
       c->set_output(2, c->input(1));
       c->set_output(3, c->input(2));
+      c->set_output(4, c->MakeShape({lookup ? table_rows : 0, c->Dim(gates, 2)}));
       return absl::OkStatus();
     });
 

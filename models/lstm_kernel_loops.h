@@ -19,60 +19,63 @@ inline V Exp(V x) {
 inline V Sigmoid(V x) { return Div(Set1(1.f), Add(Set1(1.f), Exp(Sub(Set1(0.f), x)))); }
 inline V Tanh(V x) { return Sub(Mul(Set1(2.f), Sigmoid(Add(x, x))), Set1(1.f)); }
 
-// x [time, batch, 4U] (the input product, bias not added), bias [4U], h0 and c0 [batch, U], w the recurrent kernel
-// -> outputs [time, batch, U], the last h and c, cells [time, batch, U], activated gates i, f, c, o [time, batch, 4U].
+// x [time, batch, 4U] (the input product, bias not added) or, given ids [time, batch], a table [vocab, 4U] of input
+// products the ids pick rows of; bias [4U], h0 and c0 [batch, U], w the recurrent kernel -> outputs [time, batch, U],
+// the last h and c, cells [time, batch, U], activated gates i, f, c, o [time, batch, 4U]; each for `rows` only.
 template <typename T>
-void Forward(const T* x, const float* bias, const float* h0, const float* c0, const Multiplied* w, int time, int batch, int U,
-             T* outputs, float* h_last, float* c, float* cells, float* gates) {
-  const int N = 4 * U;
+void Forward(const T* x, const int32_t* ids, const float* bias, const float* h0, const float* c0, const Multiplied* w, int time,
+             Rows rows, int U, T* outputs, float* h_last, float* c, float* cells, float* gates) {
+  const int N = 4 * U, batch = rows.count;
   std::vector<Multiplied> h(static_cast<size_t>(batch) * U);
   std::vector<float> z(static_cast<size_t>(batch) * N);
-  std::memcpy(c, c0, sizeof(float) * batch * U);
-  std::memcpy(h_last, h0, sizeof(float) * batch * U);
-  for (int i = 0; i < batch * U; i += kWidth) Store(h.data() + i, Load(h0 + i));
+  std::memcpy(c + rows.At(0, U), c0 + rows.At(0, U), sizeof(float) * batch * U);
+  std::memcpy(h_last + rows.At(0, U), h0 + rows.At(0, U), sizeof(float) * batch * U);
+  for (int i = 0; i < batch * U; i += kWidth) Store(h.data() + i, Load(h0 + rows.At(0, U) + i));
   for (int t = 0; t < time; t++) {
     Product(h.data(), batch, U, w, N, z.data());
     for (int r = 0; r < batch; r++) {
-      const size_t zr = static_cast<size_t>(r) * N, xr = (static_cast<size_t>(t) * batch + r) * N;
-      const size_t ur = static_cast<size_t>(r) * U, out_r = (static_cast<size_t>(t) * batch + r) * U;
+      const size_t zr = static_cast<size_t>(r) * N, gr = rows.At(t, r, N), ur = static_cast<size_t>(r) * U, out_r = rows.At(t, r, U);
+      const T* xr = ids ? x + static_cast<size_t>(ids[rows.At(t, r, 1)]) * N : x + gr;
+      float* cr = c + rows.At(r, U);
       for (int u = 0; u < U; u += kWidth) {
         V gate[4];
         for (int k = 0; k < 4; k++) {
           const int n = k * U + u;
-          V pre = Add(Add(Load(z.data() + zr + n), Load(x + xr + n)), Load(bias + n));
+          V pre = Add(Add(Load(z.data() + zr + n), Load(xr + n)), Load(bias + n));
           gate[k] = k == 2 ? Tanh(pre) : Sigmoid(pre);
-          Store(gates + xr + n, gate[k]);
+          Store(gates + gr + n, gate[k]);
         }
-        V cell = Fmadd(gate[1], Load(c + ur + u), Mul(gate[0], gate[2]));
-        Store(c + ur + u, cell);
+        V cell = Fmadd(gate[1], Load(cr + u), Mul(gate[0], gate[2]));
+        Store(cr + u, cell);
         Store(cells + out_r + u, cell);
         V hh = Mul(gate[3], Tanh(cell));
         Store(outputs + out_r + u, hh);
         Store(h.data() + ur + u, hh);
-        if (t == time - 1) Store(h_last + ur + u, hh);
+        if (t == time - 1) Store(h_last + rows.At(r, U) + u, hh);
       }
     }
   }
 }
 
-// From the last step back, given the gradients of the outputs and of the last h and c, the forward's gates and
-// cells, c0 and the recurrent kernel transposed (wt) -> the gradients of the gates before activation [time, batch, 4U],
-// of the bias [4U], of h0 and of c0 [batch, U] (d_h and d_c arrive holding those of the last h and c).
+// From the last step back, for `rows`, given the gradients of the outputs and of the last h and c, the forward's gates
+// and cells, c0 and the recurrent kernel transposed (wt) -> the gradients of the gates before activation [time, batch, 4U],
+// of h0 and of c0 [batch, U] (d_h and d_c arrive holding those of the last h and c), and these rows' share of the bias'
+// gradient [4U] and, given the forward's ids, of the table's [vocab, 4U] (each summed, not set).
 template <typename T>
-void Backward(const T* d_out, const float* g_all, const float* c_all, const float* c0, const Multiplied* wt, int time, int batch,
-              int U, T* d_gates, float* d_bias, float* d_h, float* d_c) {
-  const int N = 4 * U;
+void Backward(const T* d_out, const float* g_all, const float* c_all, const float* c0, const Multiplied* wt, int time, Rows rows,
+              int U, T* d_gates, float* d_bias, float* d_h, float* d_c, const int32_t* ids, float* d_table) {
+  const int N = 4 * U, batch = rows.count;
   // Where T holds what the products take (float32, or bfloat16 in both), each step's product reads its d_gates
   // where they were just written; otherwise from a copy in the products' type.
   constexpr bool kMultiplyFromOutput = sizeof(T) == sizeof(Multiplied);
   std::vector<Multiplied> d_z(kMultiplyFromOutput ? 0 : static_cast<size_t>(batch) * N);
-  std::memset(d_bias, 0, sizeof(float) * N);
   const V one = Set1(1.f);
+  d_h += rows.At(0, U), d_c += rows.At(0, U);
   for (int t = time - 1; t >= 0; t--) {
     for (int r = 0; r < batch; r++) {
-      const size_t ur = static_cast<size_t>(r) * U, out_r = (static_cast<size_t>(t) * batch + r) * U;
-      const size_t gr = (static_cast<size_t>(t) * batch + r) * N;
-      const float* c_prev = t > 0 ? c_all + out_r - static_cast<size_t>(batch) * U : c0 + ur;
+      const size_t ur = static_cast<size_t>(r) * U, out_r = rows.At(t, r, U), gr = rows.At(t, r, N);
+      const float* c_prev = t > 0 ? c_all + rows.At(t - 1, r, U) : c0 + rows.At(r, U);
+      float* d_table_row = ids ? d_table + static_cast<size_t>(ids[rows.At(t, r, 1)]) * N : nullptr;
       for (int u = 0; u < U; u += kWidth) {
         V i = Load(g_all + gr + u), f = Load(g_all + gr + U + u), g = Load(g_all + gr + 2 * U + u), o = Load(g_all + gr + 3 * U + u);
         V dh = Add(Load(d_out + out_r + u), Load(d_h + ur + u));
@@ -89,12 +92,13 @@ void Backward(const T* d_out, const float* g_all, const float* c_all, const floa
           Store(d_gates + gr + n, dz[k]);
           if constexpr (!kMultiplyFromOutput) Store(d_z.data() + static_cast<size_t>(r) * N + n, dz[k]);
           Store(d_bias + n, Add(Load(d_bias + n), dz[k]));
+          if (d_table_row) Store(d_table_row + n, Add(Load(d_table_row + n), dz[k]));
         }
         Store(d_c + ur + u, Mul(dc, f));
       }
     }
-    const Multiplied* step_d_z =
-        kMultiplyFromOutput ? reinterpret_cast<const Multiplied*>(d_gates + static_cast<size_t>(t) * batch * N) : d_z.data();
+    // This step's rows are side by side in d_gates: the product reads them there (rows.At(t, 0, N) onward).
+    const Multiplied* step_d_z = kMultiplyFromOutput ? reinterpret_cast<const Multiplied*>(d_gates + rows.At(t, 0, N)) : d_z.data();
     Product(step_d_z, batch, N, wt, U, d_h);  // the gradient of the previous step's h
   }
 }

@@ -41,31 +41,66 @@ def test_the_ops_build_and_load_where_the_cpu_and_a_compiler_allow():
 # float32 products compute the XLA loops' results to rounding; bfloat16 ones take h and the kernel rounded to
 # 8 bits of mantissa: close, not equal.
 PRODUCTS = [pytest.param(tf.float32, 1e-5, id="float32"), pytest.param(tf.bfloat16, 0.03, id="bfloat16", marks=needs_bf16)]
+XLA_FORWARD = fast_lstm._forward_in_row_groups(fast_lstm._forward_loop_in_xla)
+XLA_BACKWARD = fast_lstm._backward_in_row_groups(fast_lstm._backward_loop_in_xla)
 
 
 @needs_the_ops
 @pytest.mark.parametrize("dtype, tolerance", PRODUCTS)
-@pytest.mark.parametrize("rows", [3, 16])  # fewer rows than a register block (6 or 8), and more than two blocks
-def test_the_forward_op_computes_the_tensorflow_loop(dtype, tolerance, rows):
+# Fewer rows than a register block (6 or 8), more than two blocks, and either in groups (equal or not) side by side.
+@pytest.mark.parametrize("rows, groups", [(3, 1), (16, 1), (16, 2), (7, 3)])
+def test_the_forward_op_computes_the_tensorflow_loop(dtype, tolerance, rows, groups):
     x_part, bias, h0, c0, kernel = random_step_inputs(batch=rows)
-    expected = fast_lstm._forward_loop_in_xla(x_part, bias, h0, c0, kernel, output_dtype=tf.float32)
-    got = compiled_lstm.forward_loop(tf.cast(x_part, dtype), bias, h0, c0, tf.cast(kernel, dtype), output_dtype=tf.float32)
+    expected = XLA_FORWARD(x_part, bias, h0, c0, kernel, ids=None, output_dtype=tf.float32, groups=1)
+    x_part, kernel = tf.cast(x_part, dtype), tf.cast(kernel, dtype)
+    got = compiled_lstm.forward_loop(x_part, bias, h0, c0, kernel, output_dtype=tf.float32, groups=groups)
     for name, value, reference in zip(["outputs", "h", "c", "cells", "gates"], got, expected):
         np.testing.assert_allclose(value, reference, atol=tolerance, err_msg=name)
 
 
+def backward_inputs(x_part, bias, h0, c0, kernel, ids=None):
+    outputs, _, _, cells, gates = XLA_FORWARD(x_part, bias, h0, c0, kernel, ids=ids, output_dtype=tf.float32, groups=1)
+    d_outputs, d_h, d_c = (tf.random.stateless_normal(shape, seed=[1, k]) for k, shape in enumerate([outputs.shape, h0.shape, c0.shape]))
+    return d_outputs, d_h, d_c, gates, cells, c0
+
+
 @needs_the_ops
 @pytest.mark.parametrize("dtype, tolerance", PRODUCTS)
-def test_the_backward_op_computes_the_tensorflow_loop(dtype, tolerance):
-    x_part, bias, h0, c0, kernel = random_step_inputs()
-    outputs, _, _, cells, gates = fast_lstm._forward_loop_in_xla(x_part, bias, h0, c0, kernel, output_dtype=tf.float32)
-    d_outputs, d_h, d_c = (tf.random.stateless_normal(shape, seed=[1, k]) for k, shape in enumerate([outputs.shape, h0.shape, c0.shape]))
-    expected = fast_lstm._backward_loop_in_xla(d_outputs, d_h, d_c, gates, cells, c0, tf.transpose(kernel))
-    got = compiled_lstm.backward_loop(d_outputs, d_h, d_c, gates, cells, c0, tf.transpose(tf.cast(kernel, dtype)))
+@pytest.mark.parametrize("groups", [1, 2])
+def test_the_backward_op_computes_the_tensorflow_loop(dtype, tolerance, groups):
+    x_part, bias, h0, c0, kernel = random_step_inputs(batch=6)
+    inputs = backward_inputs(x_part, bias, h0, c0, kernel)
+    expected = XLA_BACKWARD(*inputs, tf.transpose(kernel), ids=None, table_rows=None, groups=1)
+    got = compiled_lstm.backward_loop(*inputs, tf.transpose(tf.cast(kernel, dtype)), groups=groups)
     assert got[0].dtype == dtype  # d_gates, ready for the weight gradients' products in the same dtype
+    assert got[4] is None  # no ids, no table
     for name, value, reference in zip(["d_gates", "d_bias", "d_h0", "d_c0"], got, expected):
         value, reference = tf.cast(value, tf.float32), tf.cast(reference, tf.float32)
         assert float(tf.norm(value - reference)) < tolerance * float(tf.norm(reference)), name
+
+
+@needs_the_ops
+def test_given_ids_the_ops_read_rows_of_a_table_and_sum_its_gradient_per_id():
+    # The first LSTM's input product, looked up per character in embeddings @ kernel (fast_lstm.lookup_table).
+    _, bias, h0, c0, kernel = random_step_inputs(batch=6)
+    table = tf.random.stateless_normal([10, kernel.shape[1]], seed=[2, 0])
+    ids = tf.random.stateless_uniform([5, 6], seed=[2, 1], maxval=10, dtype=tf.int32)
+    expected = XLA_FORWARD(tf.gather(table, ids), bias, h0, c0, kernel, ids=None, output_dtype=tf.float32, groups=1)
+    got = compiled_lstm.forward_loop(table, bias, h0, c0, kernel, ids=ids, output_dtype=tf.float32, groups=2)
+    for name, value, reference in zip(["outputs", "h", "c", "cells", "gates"], got, expected):
+        np.testing.assert_allclose(value, reference, atol=1e-5, err_msg=name)
+    inputs = backward_inputs(table, bias, h0, c0, kernel, ids)
+    d_gates, *_, d_table = compiled_lstm.backward_loop(*inputs, tf.transpose(kernel), ids=ids, table_rows=10, groups=2)
+    np.testing.assert_allclose(d_table, tf.math.unsorted_segment_sum(d_gates, ids, 10), atol=1e-5)
+    np.testing.assert_allclose(d_table, XLA_BACKWARD(*inputs, tf.transpose(kernel), ids=ids, table_rows=10, groups=1)[4], atol=1e-5)
+
+
+@needs_the_ops
+def test_an_id_outside_the_table_is_refused():
+    _, bias, h0, c0, kernel = random_step_inputs(batch=3)
+    table, ids = tf.zeros([10, kernel.shape[1]]), tf.constant([[1, 10, 2]] * 5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="id 10 is not a row of the table of 10 rows"):
+        compiled_lstm.forward_loop(table, bias, h0, c0, kernel, ids=ids, output_dtype=tf.float32)
 
 
 @needs_the_ops
@@ -78,7 +113,7 @@ def test_a_kernel_of_the_wrong_shape_is_refused(dtype, message):
         pytest.skip("bfloat16 kernels need AVX-512 BF16")
     x_part, bias, h0, c0, kernel = random_step_inputs()
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        compiled_lstm.load_ops().charbook_lstm_forward(tf.cast(x_part, dtype), bias, h0, c0, compiled_lstm.pack(tf.cast(kernel[:, :64], dtype)))
+        compiled_lstm.load_ops().charbook_lstm_forward(tf.cast(x_part, dtype), tf.zeros([0], tf.int32), bias, h0, c0, compiled_lstm.pack(tf.cast(kernel[:, :64], dtype)))
 
 
 @needs_the_ops
