@@ -85,11 +85,19 @@ def pack(kernel: tf.Tensor) -> tf.Tensor:
     return tf.transpose(tf.reshape(tf.cast(kernel, tf.float32), [k, n // 16, 16]), [1, 0, 2])
 
 
-def forward_loop(x_part, bias, h0, c0, recurrent_kernel, *, ids=None, output_dtype, groups=1):
+def forward_loop(x_part, bias, h0, c0, recurrent_kernel, *, ids=None, inputs=None, input_kernel=None, output_dtype, groups=1):
     """fast_lstm's forward loop (fast_lstm._loops) as one op, its `groups` groups of rows side by side on the CPU's threads;
-    the recurrent products in recurrent_kernel's dtype (as x_part's)."""
+    the products in recurrent_kernel's dtype (as x_part's and the inputs').
+
+    Given inputs [time, batch, features] (a multiple of 16) and input_kernel, each step multiplies its inputs and the
+    last h in one product by [input_kernel; recurrent_kernel]: the input product made inside the loop, where its rows
+    are in cache, instead of a product over the whole sequence before it. x_part (None then) is added if given.
+    """
+    dtype = recurrent_kernel.dtype
+    if inputs is not None:
+        recurrent_kernel = tf.concat([input_kernel, recurrent_kernel], axis=0)
     outputs, h, c, cells, gates = load_ops().charbook_lstm_forward(
-        x_part, _ids_or_none(ids), bias, h0, c0, pack(recurrent_kernel), row_groups=groups
+        _or_empty(x_part, dtype), _or_empty(ids, tf.int32), _or_empty(inputs, dtype), bias, h0, c0, pack(recurrent_kernel), row_groups=groups
     )
     return tf.cast(outputs, output_dtype), h, c, cells, gates
 
@@ -99,13 +107,13 @@ def backward_loop(d_outputs, d_h, d_c, gates, cells, c0, recurrent_kernel_t, *, 
     table's gradient summed per id as the loop goes (no pass over d_gates of its own), else None."""
     d_outputs = tf.cast(d_outputs, recurrent_kernel_t.dtype)
     d_gates, d_bias, d_h0, d_c0, d_table = load_ops().charbook_lstm_backward(
-        d_outputs, d_h, d_c, gates, cells, c0, pack(recurrent_kernel_t), _ids_or_none(ids), row_groups=groups, table_rows=table_rows or 0
+        d_outputs, d_h, d_c, gates, cells, c0, pack(recurrent_kernel_t), _or_empty(ids, tf.int32), row_groups=groups, table_rows=table_rows or 0
     )
     return d_gates, d_bias, d_h0, d_c0, d_table if ids is not None else None
 
 
-def _ids_or_none(ids):
-    return tf.zeros([0], tf.int32) if ids is None else ids  # the ops take no ids as an empty tensor
+def _or_empty(tensor, dtype):
+    return tf.zeros([0], dtype) if tensor is None else tensor  # the ops take an input not given as an empty tensor
 
 
 class _Unavailable(Exception):

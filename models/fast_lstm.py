@@ -21,6 +21,8 @@ recurrent_kernel, bias; gates i, f, c, o) and:
   (XLA-compiled loops multiply in float32 either way);
 - on x86-64 CPUs with AVX2 (nearly all made since 2013), runs each whole loop as one compiled op instead
   (models/compiled_lstm), where g++ can build it: in float32, and in bfloat16 on CPUs with AVX-512 BF16. The fastest of all.
+  There the input product of the layers after the first is made inside the loop too, each step's inputs and h
+  multiplied in one product by [kernel; recurrent_kernel] while they are in cache, and the first's lookup per id.
 
 The measured gains are in bench/README.md (bench/train.py). GPUs and TPUs keep keras.layers.LSTM
 (cuDNN's fused kernel, XLA on TPUs); see models/char_lstm.build_model.
@@ -60,12 +62,12 @@ class LSTM(keras.layers.LSTM):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         matmul_dtype = products_dtype(self.compute_dtype)
         kernel, recurrent_kernel, bias = (tf.convert_to_tensor(w) for w in (self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias))
-        if self._lookup:
-            x_part, ids = lookup_table(self._lookup.embeddings, kernel), time_major(self._lookup.ids)
-        else:
-            x_part, ids = input_product(sequences, kernel, matmul_dtype=matmul_dtype), None
+        if self._lookup:  # the first LSTM: its input product looked up per id in a table
+            x, source = lookup_table(self._lookup.embeddings, kernel), dict(ids=time_major(self._lookup.ids))
+        else:  # the layer's inputs, time-major (a step's rows side by side), to multiply by the kernel
+            x, source = tf.transpose(sequences, [1, 0, 2]), dict(kernel=kernel)
         outputs, h, c = run_recurrence(
-            x_part, *initial_state, recurrent_kernel, bias, ids=ids, matmul_dtype=matmul_dtype,
+            x, *initial_state, recurrent_kernel, bias, **source, matmul_dtype=matmul_dtype,
             groups=row_groups(sequences.shape[0], cpu_cores()), output_dtype=sequences.dtype,
         )
         outputs = tf.transpose(outputs, [1, 0, 2])  # [batch, time, units]
@@ -122,13 +124,11 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def input_product(x, kernel, *, matmul_dtype=tf.float32):
-    """The input part of every step's gates in one product: x [batch, time, input] -> [time, batch, 4 * units]
-    in matmul_dtype, bias not added (the loops add it step by step, where it costs no pass over memory of its own)."""
-    x = tf.cast(tf.transpose(x, [1, 0, 2]), matmul_dtype)  # time-major: each step reads one contiguous [batch, 4 * units] slice
+def input_product(x, kernel):
+    """The input part of every step's gates in one product: x [time, batch, input] @ kernel -> [time, batch, 4 * units],
+    bias not added (the loops add it step by step, where it costs no pass over memory of its own)."""
     time, batch, features = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
-    product = tf.matmul(tf.reshape(x, [-1, features]), tf.cast(kernel, matmul_dtype))
-    return tf.reshape(product, [time, batch, kernel.shape[-1]])
+    return tf.reshape(tf.matmul(tf.reshape(x, [-1, features]), kernel), [time, batch, kernel.shape[-1]])
 
 
 def lookup_table(embeddings, kernel):
@@ -153,49 +153,62 @@ def _sum_rows_per_id(rows, ids, vocab_size):
     return tf.math.unsorted_segment_sum(tf.cast(rows, tf.float32), ids, vocab_size)
 
 
-def run_recurrence(x_part, h0, c0, recurrent_kernel, bias, *, ids=None, matmul_dtype=None, groups=1, output_dtype=tf.float32):
-    """Keras' LSTM over a time-major sequence's input part, with its gradient: x_part [time, batch, 4 * units] (the
-    input product, bias not added) or, given ids [time, batch], the float32 table [vocab, 4 * units] of input products
-    they pick rows of (lookup_table); h0 and c0 [batch, units] -> (outputs [time, batch, units] in output_dtype,
-    last h, last c in float32). The rows run in `groups` groups side by side (row_groups).
+def run_recurrence(x, h0, c0, recurrent_kernel, bias, *, kernel=None, ids=None, matmul_dtype=None, groups=1, output_dtype=tf.float32):
+    """Keras' LSTM over a time-major sequence, with its gradient: h0 and c0 [batch, units] -> (outputs [time, batch,
+    units] in output_dtype, last h, last c in float32). The rows run in `groups` groups side by side (row_groups).
 
-    The recurrent products take matmul_dtype (float32 or bfloat16; x_part's dtype if not given); the cell state and
-    gates are float32.
+    x is the layer's inputs [time, batch, features] to multiply by `kernel`: in the loop itself where the loop can
+    (the compiled op), else in one product before it. Or, given ids [time, batch], the table [vocab, 4 * units] of
+    input products they pick rows of (lookup_table); or, given neither, the input product itself, bias not added.
+    The products take matmul_dtype (float32 or bfloat16; x's dtype if not given); the cell state and gates are float32.
     """
     units = recurrent_kernel.shape[0]
-    matmul_dtype = matmul_dtype or x_part.dtype
-    table_rows = x_part.shape[0] if ids is not None else None
+    matmul_dtype = matmul_dtype or x.dtype
+    table_rows = x.shape[0] if ids is not None else None
 
     @tf.custom_gradient
-    def run(x_part, h0, c0, recurrent_kernel, bias):
+    def run(x, h0, c0, recurrent_kernel, bias, *input_kernel):
         h0, c0 = tf.cast(h0, tf.float32), tf.cast(c0, tf.float32)
-        # Gradients come from `grad` below: stop_gradient keeps an eager tape from differentiating the loop too.
         forward_loop, backward_loop, loop_dtype = _loops(units, matmul_dtype)
-        loop_inputs = [tf.cast(x_part, matmul_dtype), tf.cast(bias, tf.float32), h0, c0, tf.cast(recurrent_kernel, loop_dtype)]
-        loop_inputs = [tf.stop_gradient(t) for t in loop_inputs]
-        outputs, h, c, cells, gates = forward_loop(*loop_inputs, ids=ids, output_dtype=output_dtype, groups=groups)
+        # Gradients come from `grad` below: stop_gradient keeps an eager tape from differentiating the loop too.
+        x_m, bias_32, h0_32, c0_32, recurrent_kernel_l = (
+            tf.stop_gradient(t) for t in (tf.cast(x, matmul_dtype), tf.cast(bias, tf.float32), h0, c0, tf.cast(recurrent_kernel, loop_dtype))
+        )
+        x_part, step_inputs = x_m, {"ids": ids}
+        if input_kernel:
+            kernel_m = tf.stop_gradient(tf.cast(input_kernel[0], matmul_dtype))
+            if forward_loop is compiled_lstm.forward_loop and x.shape[-1] % 16 == 0:
+                x_part, step_inputs = None, {"inputs": x_m, "input_kernel": kernel_m}
+            else:
+                x_part = input_product(x_m, kernel_m)
+        outputs, h, c, cells, gates = forward_loop(
+            x_part, bias_32, h0_32, c0_32, recurrent_kernel_l, **step_inputs, output_dtype=output_dtype, groups=groups
+        )
 
         def grad(d_outputs, d_h, d_c):
             # The loop sums the bias' gradient (and the table's) as it goes, and hands d_gates back in its products' dtype:
             # ready for the products below when that is matmul_dtype (an XLA loop's bfloat16 conversions measured slow).
-            recurrent_kernel_t = tf.transpose(tf.cast(recurrent_kernel, loop_dtype))
             d_state = (tf.cast(d_h, tf.float32), tf.cast(d_c, tf.float32))
             d_gates, d_bias, d_h0, d_c0, d_table = backward_loop(
-                d_outputs, *d_state, gates, cells, c0, recurrent_kernel_t, ids=ids, table_rows=table_rows, groups=groups
+                d_outputs, *d_state, gates, cells, c0, tf.transpose(recurrent_kernel_l), ids=ids, table_rows=table_rows, groups=groups
             )
             d_gates = tf.cast(d_gates, matmul_dtype)
-            # The recurrent kernel's gradient as one product over all steps: [units, time * batch] @ [time * batch, 4 * units].
+            # The kernels' gradients as products over all steps, e.g. [units, time * batch] @ [time * batch, 4 * units].
+            flat_d_gates = tf.reshape(d_gates, [-1, 4 * units])
             previous_h = tf.reshape(tf.concat([tf.cast(h0[None], outputs.dtype), outputs[:-1]], axis=0), [-1, units])
-            d_recurrent = tf.matmul(tf.cast(previous_h, matmul_dtype), tf.reshape(d_gates, [-1, 4 * units]), transpose_a=True)
-            d_x_part = d_gates if ids is None else d_table
-            return (
-                tf.cast(d_x_part, x_part.dtype), tf.cast(d_h0, h0.dtype), tf.cast(d_c0, c0.dtype),
-                tf.cast(d_recurrent, recurrent_kernel.dtype), tf.cast(d_bias, bias.dtype),
-            )
+            d_recurrent = tf.matmul(tf.cast(previous_h, matmul_dtype), flat_d_gates, transpose_a=True)
+            d_rest = [tf.cast(d, like.dtype) for d, like in [(d_h0, h0), (d_c0, c0), (d_recurrent, recurrent_kernel), (d_bias, bias)]]
+            if ids is not None:
+                return [tf.cast(d_table, x.dtype), *d_rest]
+            if not input_kernel:
+                return [tf.cast(d_gates, x.dtype), *d_rest]
+            d_x = tf.reshape(tf.matmul(flat_d_gates, kernel_m, transpose_b=True), tf.shape(x))
+            d_kernel = tf.matmul(tf.reshape(x_m, [-1, x.shape[-1]]), flat_d_gates, transpose_a=True)
+            return [tf.cast(d_x, x.dtype), *d_rest, tf.cast(d_kernel, input_kernel[0].dtype)]
 
         return (outputs, h, c), grad
 
-    return run(x_part, h0, c0, recurrent_kernel, bias)
+    return run(x, h0, c0, recurrent_kernel, bias, *([] if kernel is None else [kernel]))
 
 
 XLA_LOOPS_UP_TO_UNITS = 256

@@ -40,6 +40,17 @@ struct Rows {
   size_t At(int r, int width) const { return (static_cast<size_t>(first) + r) * width; }                       // [batch, width]
 };
 
+// What each step adds to h @ recurrent kernel in its gates: a row of x_part [time, batch, 4U] (an input product made
+// outside), or of a table [vocab, 4U] of them picked by ids [time, batch]; and/or the layer's inputs [time, batch,
+// input_size], multiplied in the same product as h by the kernel's first input_size rows (the kernel [inputs; recurrent]).
+template <typename T>
+struct StepInput {
+  const T* x_part = nullptr;
+  const int32_t* ids = nullptr;
+  const T* inputs = nullptr;
+  int input_size = 0;
+};
+
 // ---- AVX2 and FMA: products in float32 ----
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
@@ -272,24 +283,42 @@ class ForwardOp : public OpKernel {
  public:
   explicit ForwardOp(OpKernelConstruction* c) : OpKernel(c) { OP_REQUIRES_OK(c, c->GetAttr("row_groups", &row_groups_)); }
   void Compute(OpKernelContext* ctx) override {
-    const Tensor &x = ctx->input(0), &ids = ctx->input(1), &bias = ctx->input(2), &h0 = ctx->input(3), &c0 = ctx->input(4),
-                 &kernel = ctx->input(5);
-    const bool lookup = ids.NumElements() > 0;
-    if (!CheckIds(ctx, ids, x.dim_size(0))) return;
-    const int time = lookup ? ids.dim_size(0) : x.dim_size(0), batch = lookup ? ids.dim_size(1) : x.dim_size(1);
-    const int N = x.dim_size(x.dims() - 1), U = N / 4;
-    if (!CheckShapes(ctx, U, time, batch) || !CheckKernel(ctx, kernel, U, N) || !CheckInputType<T>(ctx, kernel)) return;
+    const Tensor &x = ctx->input(0), &ids = ctx->input(1), &inputs = ctx->input(2), &bias = ctx->input(3), &h0 = ctx->input(4),
+                 &c0 = ctx->input(5), &kernel = ctx->input(6);
+    const bool added = x.NumElements() > 0, lookup = ids.NumElements() > 0, fused = inputs.NumElements() > 0;
+    if (!added && !fused) return ctx->CtxFailure(tensorflow::errors::InvalidArgument("the op needs x_part or inputs"));
+    // time and batch from the ids, else x_part, else the inputs: every one of them given must agree
+    const Tensor& steps = lookup ? ids : added ? x : inputs;
+    if (steps.dims() < 2 || h0.dims() != 2) return ctx->CtxFailure(tensorflow::errors::InvalidArgument("x_part, ids or inputs must be [time, batch, ...]"));
+    const int time = steps.dim_size(0), batch = steps.dim_size(1), U = h0.dim_size(1), N = 4 * U;
+    const int input_size = fused ? inputs.dim_size(inputs.dims() - 1) : 0;
+    const auto is = [](const Tensor& t, std::initializer_list<int64_t> dims) { return t.shape() == TensorShape(dims); };
+    if ((added && !(lookup ? x.dims() == 2 && x.dim_size(1) == N : is(x, {time, batch, N}))) || (fused && !is(inputs, {time, batch, input_size})) ||
+        !is(h0, {batch, U}) || !is(c0, {batch, U}) || !is(bias, {N})) {
+      return ctx->CtxFailure(tensorflow::errors::InvalidArgument("shapes that do not agree: x_part ", x.shape().DebugString(), ", ids ",
+                                                                 ids.shape().DebugString(), ", inputs ", inputs.shape().DebugString(), ", h0 ",
+                                                                 h0.shape().DebugString()));
+    }
+    if (input_size % 16) return ctx->CtxFailure(tensorflow::errors::InvalidArgument("the inputs' size must be a multiple of 16, not ", input_size));
+    if ((lookup && !CheckIds(ctx, ids, x.dim_size(0))) || !CheckShapes(ctx, U, time, batch) || !CheckKernel(ctx, kernel, input_size + U, N) ||
+        !CheckInputType<T>(ctx, kernel)) {
+      return;
+    }
     Tensor *outputs, *h, *c, *cells, *gates;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({time, batch, U}), &outputs));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({batch, U}), &h));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({batch, U}), &c));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({time, batch, U}), &cells));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({time, batch, N}), &gates));
+    StepInput<T> in;
+    if (added) in.x_part = x.flat<T>().data();
+    if (lookup) in.ids = ids.flat<int32_t>().data();
+    if (fused) in.inputs = inputs.flat<T>().data(), in.input_size = input_size;
     RunRowGroups(ctx, batch, row_groups_, [&](int, Rows rows) {
       const auto args = [&](auto* w) {
-        return std::make_tuple(x.flat<T>().data(), lookup ? ids.flat<int32_t>().data() : nullptr, bias.flat<float>().data(),
-                               h0.flat<float>().data(), c0.flat<float>().data(), w, time, rows, U, outputs->flat<T>().data(),
-                               h->flat<float>().data(), c->flat<float>().data(), cells->flat<float>().data(), gates->flat<float>().data());
+        return std::make_tuple(std::cref(in), bias.flat<float>().data(), h0.flat<float>().data(), c0.flat<float>().data(), w, time, rows, U,
+                               outputs->flat<T>().data(), h->flat<float>().data(), c->flat<float>().data(), cells->flat<float>().data(),
+                               gates->flat<float>().data());
       };
       if (kernel.dtype() == tensorflow::DT_BFLOAT16) {
         std::apply(avx512_bf16::Forward<T>, args(reinterpret_cast<const uint16_t*>(kernel.flat<bfloat16>().data())));
@@ -363,6 +392,7 @@ class BackwardOp : public OpKernel {
 REGISTER_OP("CharbookLstmForward")
     .Input("x_part: T")
     .Input("ids: int32")
+    .Input("inputs: T")
     .Input("bias: float")
     .Input("h0: float")
     .Input("c0: float")
@@ -376,11 +406,15 @@ REGISTER_OP("CharbookLstmForward")
     .Attr("W: {float, bfloat16}")
     .Attr("row_groups: int >= 1 = 1")
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
-      // x_part is [time, batch, 4U], or with ids [time, batch] the table [vocab, 4U] they pick rows of.
-      auto x = c->input(0), ids = c->input(1), state = c->input(3);
-      auto units = c->Dim(state, 1), gates = c->Dim(x, -1);
-      const bool lookup = c->RankKnown(ids) && c->Rank(ids) == 2;
-      auto time = lookup ? c->Dim(ids, 0) : c->Dim(x, 0), batch = lookup ? c->Dim(ids, 1) : c->Dim(x, 1);
+      // time and batch from ids [time, batch] if given, else x_part [time, batch, 4U], else inputs [time, batch, input_size];
+      // an input not given is an empty tensor [0].
+      auto x = c->input(0), ids = c->input(1), inputs = c->input(2), state = c->input(4);
+      const auto given = [&](tensorflow::shape_inference::ShapeHandle s, int rank) { return c->RankKnown(s) && c->Rank(s) == rank; };
+      auto steps = given(ids, 2) ? ids : given(x, 3) ? x : inputs;
+      tensorflow::shape_inference::DimensionHandle time = c->UnknownDim(), batch = c->UnknownDim(), gates;
+      if (c->RankKnown(steps) && c->Rank(steps) >= 2) time = c->Dim(steps, 0), batch = c->Dim(steps, 1);
+      auto units = c->Dim(state, 1);
+      TF_RETURN_IF_ERROR(c->Multiply(units, 4, &gates));
       c->set_output(0, c->MakeShape({time, batch, units}));
       c->set_output(1, state);
       c->set_output(2, state);

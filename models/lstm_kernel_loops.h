@@ -19,29 +19,38 @@ inline V Exp(V x) {
 inline V Sigmoid(V x) { return Div(Set1(1.f), Add(Set1(1.f), Exp(Sub(Set1(0.f), x)))); }
 inline V Tanh(V x) { return Sub(Mul(Set1(2.f), Sigmoid(Add(x, x))), Set1(1.f)); }
 
-// x [time, batch, 4U] (the input product, bias not added) or, given ids [time, batch], a table [vocab, 4U] of input
-// products the ids pick rows of; bias [4U], h0 and c0 [batch, U], w the recurrent kernel -> outputs [time, batch, U],
-// the last h and c, cells [time, batch, U], activated gates i, f, c, o [time, batch, 4U]; each for `rows` only.
+// The step's input part of the gates, StepInput (lstm_kernel.cc): a row of x_part or of the table, the layer's inputs
+// multiplied by the kernel's first rows, or both; bias [4U], h0 and c0 [batch, U], w the kernel ([inputs; recurrent]
+// or the recurrent alone) -> outputs [time, batch, U], the last h and c, cells [time, batch, U], activated gates i, f,
+// c, o [time, batch, 4U]; each for `rows` only.
 template <typename T>
-void Forward(const T* x, const int32_t* ids, const float* bias, const float* h0, const float* c0, const Multiplied* w, int time,
-             Rows rows, int U, T* outputs, float* h_last, float* c, float* cells, float* gates) {
-  const int N = 4 * U, batch = rows.count;
-  std::vector<Multiplied> h(static_cast<size_t>(batch) * U);
+void Forward(const StepInput<T>& in, const float* bias, const float* h0, const float* c0, const Multiplied* w, int time, Rows rows,
+             int U, T* outputs, float* h_last, float* c, float* cells, float* gates) {
+  const int N = 4 * U, batch = rows.count, K = in.input_size + U;
+  // Each row of `a` holds the step's inputs, then the last h: one product by [input kernel; recurrent kernel] makes
+  // both parts of the gates.
+  std::vector<Multiplied> a(static_cast<size_t>(batch) * K);
   std::vector<float> z(static_cast<size_t>(batch) * N);
   std::memcpy(c + rows.At(0, U), c0 + rows.At(0, U), sizeof(float) * batch * U);
   std::memcpy(h_last + rows.At(0, U), h0 + rows.At(0, U), sizeof(float) * batch * U);
-  for (int i = 0; i < batch * U; i += kWidth) Store(h.data() + i, Load(h0 + rows.At(0, U) + i));
+  for (int r = 0; r < batch; r++)
+    for (int u = 0; u < U; u += kWidth) Store(a.data() + static_cast<size_t>(r) * K + in.input_size + u, Load(h0 + rows.At(r, U) + u));
   for (int t = 0; t < time; t++) {
-    Product(h.data(), batch, U, w, N, z.data());
+    for (int r = 0; r < batch && in.inputs; r++)
+      for (int k = 0; k < in.input_size; k += kWidth)
+        Store(a.data() + static_cast<size_t>(r) * K + k, Load(in.inputs + rows.At(t, r, in.input_size) + k));
+    Product(a.data(), batch, K, w, N, z.data());
     for (int r = 0; r < batch; r++) {
-      const size_t zr = static_cast<size_t>(r) * N, gr = rows.At(t, r, N), ur = static_cast<size_t>(r) * U, out_r = rows.At(t, r, U);
-      const T* xr = ids ? x + static_cast<size_t>(ids[rows.At(t, r, 1)]) * N : x + gr;
+      const size_t zr = static_cast<size_t>(r) * N, gr = rows.At(t, r, N), out_r = rows.At(t, r, U);
+      const T* xr = in.ids ? in.x_part + static_cast<size_t>(in.ids[rows.At(t, r, 1)]) * N : in.x_part ? in.x_part + gr : nullptr;
+      Multiplied* hr = a.data() + static_cast<size_t>(r) * K + in.input_size;
       float* cr = c + rows.At(r, U);
       for (int u = 0; u < U; u += kWidth) {
         V gate[4];
         for (int k = 0; k < 4; k++) {
           const int n = k * U + u;
-          V pre = Add(Add(Load(z.data() + zr + n), Load(xr + n)), Load(bias + n));
+          V pre = Add(Load(z.data() + zr + n), Load(bias + n));
+          if (xr) pre = Add(pre, Load(xr + n));
           gate[k] = k == 2 ? Tanh(pre) : Sigmoid(pre);
           Store(gates + gr + n, gate[k]);
         }
@@ -50,7 +59,7 @@ void Forward(const T* x, const int32_t* ids, const float* bias, const float* h0,
         Store(cells + out_r + u, cell);
         V hh = Mul(gate[3], Tanh(cell));
         Store(outputs + out_r + u, hh);
-        Store(h.data() + ur + u, hh);
+        Store(hr + u, hh);
         if (t == time - 1) Store(h_last + rows.At(r, U) + u, hh);
       }
     }

@@ -96,6 +96,33 @@ def test_given_ids_the_ops_read_rows_of_a_table_and_sum_its_gradient_per_id():
 
 
 @needs_the_ops
+@pytest.mark.parametrize("dtype, tolerance", PRODUCTS)
+def test_given_inputs_the_forward_op_multiplies_them_with_h_in_each_step(dtype, tolerance):
+    # The layers after the first: their input product made inside the loop, each step's inputs and h times
+    # [input_kernel; recurrent_kernel] in one product (and an x_part, if given, added).
+    x_part, bias, h0, c0, kernel = random_step_inputs(batch=7)
+    inputs = tf.random.stateless_normal([5, 7, 48], seed=[3, 0])
+    input_kernel = tf.random.stateless_normal([48, kernel.shape[1]], seed=[3, 1]) * 0.2
+    product = fast_lstm.input_product(inputs, input_kernel)
+    as_dtype = [tf.cast(t, dtype) for t in (x_part, kernel, inputs, input_kernel)]
+    x_part_d, kernel_d, inputs_d, input_kernel_d = as_dtype
+    for added, added_d in [(tf.zeros_like(product), None), (x_part, x_part_d)]:
+        expected = XLA_FORWARD(product + added, bias, h0, c0, kernel, ids=None, output_dtype=tf.float32, groups=1)
+        got = compiled_lstm.forward_loop(
+            added_d, bias, h0, c0, kernel_d, inputs=inputs_d, input_kernel=input_kernel_d, output_dtype=tf.float32, groups=2
+        )
+        for name, value, reference in zip(["outputs", "h", "c", "cells", "gates"], got, expected):
+            np.testing.assert_allclose(value, reference, atol=tolerance, err_msg=name)
+
+
+@needs_the_ops
+def test_inputs_that_do_not_match_the_state_are_refused():
+    x_part, bias, h0, c0, kernel = random_step_inputs(batch=3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="shapes that do not agree"):
+        compiled_lstm.forward_loop(x_part[:, :2], bias, h0, c0, kernel, output_dtype=tf.float32)
+
+
+@needs_the_ops
 def test_an_id_outside_the_table_is_refused():
     _, bias, h0, c0, kernel = random_step_inputs(batch=3)
     table, ids = tf.zeros([10, kernel.shape[1]]), tf.constant([[1, 10, 2]] * 5)
@@ -113,7 +140,7 @@ def test_a_kernel_of_the_wrong_shape_is_refused(dtype, message):
         pytest.skip("bfloat16 kernels need AVX-512 BF16")
     x_part, bias, h0, c0, kernel = random_step_inputs()
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        compiled_lstm.load_ops().charbook_lstm_forward(tf.cast(x_part, dtype), tf.zeros([0], tf.int32), bias, h0, c0, compiled_lstm.pack(tf.cast(kernel[:, :64], dtype)))
+        compiled_lstm.forward_loop(tf.cast(x_part, dtype), bias, h0, c0, tf.cast(kernel[:, :64], dtype), output_dtype=tf.float32)
 
 
 @needs_the_ops
