@@ -167,44 +167,41 @@ def run_recurrence(x, h0, c0, recurrent_kernel, bias, *, kernel=None, ids=None, 
     table_rows = x.shape[0] if ids is not None else None
 
     @tf.custom_gradient
-    def run(x, h0, c0, recurrent_kernel, bias, *input_kernel):
-        h0, c0 = tf.cast(h0, tf.float32), tf.cast(c0, tf.float32)
+    def run(x, h0, c0, recurrent_kernel, bias, *kernel):
         forward_loop, backward_loop, loop_dtype = _loops(units, matmul_dtype)
-        # Gradients come from `grad` below: stop_gradient keeps an eager tape from differentiating the loop too.
-        x_m, bias_32, h0_32, c0_32, recurrent_kernel_l = (
-            tf.stop_gradient(t) for t in (tf.cast(x, matmul_dtype), tf.cast(bias, tf.float32), h0, c0, tf.cast(recurrent_kernel, loop_dtype))
-        )
-        x_part, step_inputs = x_m, {"ids": ids}
-        if input_kernel:
-            kernel_m = tf.stop_gradient(tf.cast(input_kernel[0], matmul_dtype))
-            if forward_loop is compiled_lstm.forward_loop and x.shape[-1] % 16 == 0:
-                x_part, step_inputs = None, {"inputs": x_m, "input_kernel": kernel_m}
-            else:
-                x_part = input_product(x_m, kernel_m)
-        outputs, h, c, cells, gates = forward_loop(
-            x_part, bias_32, h0_32, c0_32, recurrent_kernel_l, **step_inputs, output_dtype=output_dtype, groups=groups
-        )
+        # What the loops take. Gradients come from `grad` below: stop_gradient keeps an eager tape from differentiating them too.
+        x_in = tf.stop_gradient(tf.cast(x, matmul_dtype))
+        state = [tf.stop_gradient(tf.cast(s, tf.float32)) for s in (h0, c0)]
+        loop_kernel, loop_bias = tf.stop_gradient(tf.cast(recurrent_kernel, loop_dtype)), tf.stop_gradient(tf.cast(bias, tf.float32))
+        input_kernel = tf.stop_gradient(tf.cast(kernel[0], matmul_dtype)) if kernel else None
+        if input_kernel is None:
+            x_part, step_inputs = x_in, {"ids": ids}
+        elif forward_loop is compiled_lstm.forward_loop and x.shape[-1] % 16 == 0:  # multiplied in the loop, with h
+            x_part, step_inputs = None, {"inputs": x_in, "input_kernel": input_kernel}
+        else:
+            x_part, step_inputs = input_product(x_in, input_kernel), {"ids": None}
+        outputs, h, c, cells, gates = forward_loop(x_part, loop_bias, *state, loop_kernel, **step_inputs, output_dtype=output_dtype, groups=groups)
 
         def grad(d_outputs, d_h, d_c):
             # The loop sums the bias' gradient (and the table's) as it goes, and hands d_gates back in its products' dtype:
             # ready for the products below when that is matmul_dtype (an XLA loop's bfloat16 conversions measured slow).
             d_state = (tf.cast(d_h, tf.float32), tf.cast(d_c, tf.float32))
             d_gates, d_bias, d_h0, d_c0, d_table = backward_loop(
-                d_outputs, *d_state, gates, cells, c0, tf.transpose(recurrent_kernel_l), ids=ids, table_rows=table_rows, groups=groups
+                d_outputs, *d_state, gates, cells, state[1], tf.transpose(loop_kernel), ids=ids, table_rows=table_rows, groups=groups
             )
-            d_gates = tf.cast(d_gates, matmul_dtype)
+            d_gates = tf.reshape(tf.cast(d_gates, matmul_dtype), [-1, 4 * units])  # [time * batch, 4 * units]
             # The kernels' gradients as products over all steps, e.g. [units, time * batch] @ [time * batch, 4 * units].
-            flat_d_gates = tf.reshape(d_gates, [-1, 4 * units])
-            previous_h = tf.reshape(tf.concat([tf.cast(h0[None], outputs.dtype), outputs[:-1]], axis=0), [-1, units])
-            d_recurrent = tf.matmul(tf.cast(previous_h, matmul_dtype), flat_d_gates, transpose_a=True)
-            d_rest = [tf.cast(d, like.dtype) for d, like in [(d_h0, h0), (d_c0, c0), (d_recurrent, recurrent_kernel), (d_bias, bias)]]
+            previous_h = tf.reshape(tf.concat([tf.cast(state[0][None], outputs.dtype), outputs[:-1]], axis=0), [-1, units])
+            d_recurrent = tf.matmul(tf.cast(previous_h, matmul_dtype), d_gates, transpose_a=True)
             if ids is not None:
-                return [tf.cast(d_table, x.dtype), *d_rest]
-            if not input_kernel:
-                return [tf.cast(d_gates, x.dtype), *d_rest]
-            d_x = tf.reshape(tf.matmul(flat_d_gates, kernel_m, transpose_b=True), tf.shape(x))
-            d_kernel = tf.matmul(tf.reshape(x_m, [-1, x.shape[-1]]), flat_d_gates, transpose_a=True)
-            return [tf.cast(d_x, x.dtype), *d_rest, tf.cast(d_kernel, input_kernel[0].dtype)]
+                d_x = d_table
+            elif input_kernel is None:
+                d_x = tf.reshape(d_gates, tf.shape(x))
+            else:
+                d_x = tf.reshape(tf.matmul(d_gates, input_kernel, transpose_b=True), tf.shape(x))
+            d_kernel = [tf.matmul(tf.reshape(x_in, [-1, x.shape[-1]]), d_gates, transpose_a=True)] if kernel else []
+            gradients = [d_x, d_h0, d_c0, d_recurrent, d_bias, *d_kernel]
+            return [tf.cast(d, like.dtype) for d, like in zip(gradients, [x, h0, c0, recurrent_kernel, bias, *kernel])]
 
         return (outputs, h, c), grad
 
